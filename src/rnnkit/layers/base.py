@@ -1,0 +1,227 @@
+"""What every rnnkit sequence layer shares: flat torch-style parameters, the forward contract
+(``hx``, ``lengths``, PackedSequence, batch_first, unbatched input) and streaming.
+
+Parameters are stored flat under torch.nn's names (``weight_ih_l{k}[_reverse]``), so that
+torch.nn state_dicts load unchanged; the cell equations of layer k read them through
+:meth:`RecurrentLayerMixin.layer_parameters`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from ..cells.base import CellEquations
+from ..ops.validation import check_hidden, check_lengths, check_sequence_input
+from .dispatch import reference_forced
+from .stack import run_stack
+
+
+class RecurrentLayerMixin:
+    """Mixed into an ``nn.Module`` that has ``num_layers``, ``bidirectional``, ``batch_first``,
+    ``dropout`` and ``hidden_size``; ``_init_recurrence`` sets up the rest.
+
+    Hidden state ``hx`` and the returned ``h_n`` follow torch.nn: (D*L, B, H_out), plus
+    ``c_n`` (D*L, B, H) for LSTMs; they are never batch-first.
+    """
+
+    num_layers: int
+    bidirectional: bool
+    batch_first: bool
+    dropout: float
+    training: bool
+
+    def _init_recurrence(
+        self,
+        equations: list[CellEquations],
+        recurrent_dropout: float,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+    ) -> None:
+        """Keep the per-layer equations; register (and initialise) parameters torch lacks."""
+        self._equations = tuple(equations)
+        self.recurrent_dropout = float(recurrent_dropout)
+        for k, cell in enumerate(equations):
+            bound = 1.0 / math.sqrt(cell.hidden_size)
+            for d in range(self._num_directions):
+                for name, shape in cell.parameter_shapes().items():
+                    full_name = _flat_name(name, k, d)
+                    if hasattr(self, full_name):
+                        continue
+                    weight = torch.empty(shape, device=device, dtype=dtype).uniform_(-bound, bound)
+                    self.register_parameter(full_name, nn.Parameter(weight))  # type: ignore[attr-defined]
+        self._apply_init_rules()
+
+    @property
+    def _num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _apply_init_rules(self) -> None:
+        for k, cell in enumerate(getattr(self, "_equations", ())):
+            for d in range(self._num_directions):
+                cell.apply_init_rules(self.layer_parameters(k, d))
+
+    def layer_parameters(self, layer: int, direction: int) -> dict[str, Tensor]:
+        """The parameters of one layer and direction under the cell's names (``weight_ih``, ...)."""
+        cell = self._equations[layer]
+        return {
+            name: getattr(self, _flat_name(name, layer, direction))
+            for name in cell.parameter_shapes()
+        }
+
+    def _torch_kernel_applies(self) -> bool:
+        """True when torch.nn's own kernel computes exactly this layer (no rnnkit-only option)."""
+        return False
+
+    def forward(
+        self, input: Tensor | PackedSequence, hx: Any = None, *, lengths: Tensor | None = None
+    ) -> tuple[Tensor | PackedSequence, Any]:
+        """Run the layer over a sequence.
+
+        Args:
+            input: (T, B, I), (B, T, I) if ``batch_first``, unbatched (T, I), or a PackedSequence.
+            hx: initial state in torch.nn's layout (see the class docstring); zeros if None.
+            lengths: (B,) integer tensor of valid lengths of a right-padded batch, any order and
+                device, values in [0, T]. Padded steps carry the state and output zeros; the
+                reverse direction reads only the valid prefix; ``h_n`` is the state at each
+                sequence's last valid step (the initial state for a zero-length sequence).
+
+        Returns:
+            (output, h_n) — output (T, B, D*H_out) (batch-first if asked, or a PackedSequence
+            for a PackedSequence input), h_n as ``hx``.
+        """
+        owner = type(self).__name__
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError(
+                    f"{owner}: a PackedSequence carries its own lengths; got lengths too"
+                )
+            if self._torch_kernel_applies():
+                return super().forward(input, hx)  # type: ignore[misc]
+            return self._forward_packed(input, hx)
+        check_sequence_input(input, self._equations[0].input_size, owner, self.batch_first)
+        if lengths is None and self._torch_kernel_applies():
+            self._check_hx(hx, input)
+            return super().forward(input, hx)  # type: ignore[misc]
+        unbatched = input.dim() == 2
+        x = (
+            input.unsqueeze(1)
+            if unbatched
+            else (input.transpose(0, 1) if self.batch_first else input)
+        )
+        self._check_hx(hx, input)
+        if unbatched and hx is not None:
+            hx = _map_hx(hx, lambda t: t.unsqueeze(1))
+        if lengths is not None:
+            lengths = check_lengths(lengths, x.shape[1], x.shape[0], owner).to(x.device)
+        output, h_n = self._forward_time_major(x, hx, lengths)
+        if unbatched:
+            return output.squeeze(1), _map_hx(h_n, lambda t: t.squeeze(1))
+        return (output.transpose(0, 1) if self.batch_first else output), h_n
+
+    def step(self, x_t: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
+        """Advance a unidirectional layer by one time step: x_t (B, I) -> (y_t (B, H_out), h_n).
+
+        Streaming is ``forward`` on a chunk with the carried ``hx``; running chunks one after
+        another gives the same outputs and state as the whole sequence at once.
+        """
+        if self.bidirectional:
+            raise ValueError(
+                f"{type(self).__name__}.step: a bidirectional layer needs the whole sequence; "
+                "got bidirectional=True"
+            )
+        time_dim = 1 if self.batch_first else 0
+        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
+            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"{type(self).__name__}.step: expected x_t of shape (B, I); got {got}")
+        chunk = x_t.unsqueeze(time_dim if x_t.dim() == 2 else 0)
+        y, hx = self(chunk, hx)
+        return y.squeeze(time_dim if x_t.dim() == 2 else 0), hx
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _forward_time_major(self, x: Tensor, hx: Any, lengths: Tensor | None) -> tuple[Tensor, Any]:
+        """x (T, B, I) -> (output (T, B, D*H_out), h_n in torch layout)."""
+        states = self._split_hx(hx, x)
+        output, finals = run_stack(
+            self._equations,
+            self.layer_parameters,
+            x,
+            states,
+            lengths=lengths,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            training=self.training,
+            use_scan=not reference_forced(),
+        )
+        return output, self._join_states(finals)
+
+    def _forward_packed(self, packed: PackedSequence, hx: Any) -> tuple[PackedSequence, Any]:
+        padded, lengths = pad_packed_sequence(packed)  # (T, B, I), original batch order
+        self._check_hx(hx, padded)
+        output, h_n = self._forward_time_major(padded, hx, lengths.to(padded.device))
+        order = packed.sorted_indices
+        if order is not None:
+            output, lengths = output.index_select(1, order), lengths.index_select(0, order.cpu())
+        data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+        return PackedSequence(
+            data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+        ), h_n
+
+    def _state_shapes(self, batch_size: int | None) -> tuple[tuple[int, ...], ...]:
+        """Expected shape of each hx field: (D*L, B, width), or (D*L, width) when unbatched."""
+        rows = self.num_layers * self._num_directions
+        batch = () if batch_size is None else (batch_size,)
+        return tuple((rows, *batch, width) for width in self._equations[0].state_sizes())
+
+    def _check_hx(self, hx: Any, input: Tensor) -> None:
+        if hx is None:
+            return
+        owner = type(self).__name__
+        fields = self._equations[0].state_type._fields
+        unbatched = input.dim() == 2
+        batch = None if unbatched else input.shape[0 if self.batch_first else 1]
+        tensors = (hx,) if len(fields) == 1 else hx
+        if len(fields) > 1 and (not isinstance(hx, tuple) or len(hx) != len(fields)):
+            raise TypeError(
+                f"{owner}: expected hx as a tuple ({', '.join(fields)}); got {type(hx).__name__}"
+            )
+        for name, tensor, shape in zip(fields, tensors, self._state_shapes(batch), strict=True):
+            check_hidden(f"hx ({name}_0)", tensor, shape, owner, input.dtype)
+
+    def _split_hx(self, hx: Any, x: Tensor) -> list[list[Any]]:
+        """torch-layout hx -> initial state per [layer][direction] (zeros if hx is None)."""
+        D = self._num_directions
+        cells = self._equations
+        if hx is None:
+            return [
+                [
+                    cells[k].initial_state(x.shape[1], device=x.device, dtype=x.dtype)
+                    for _ in range(D)
+                ]
+                for k in range(self.num_layers)
+            ]
+        fields = (hx,) if isinstance(hx, Tensor) else tuple(hx)
+        state_type = cells[0].state_type
+        return [
+            [state_type(*(f[k * D + d] for f in fields)) for d in range(D)]
+            for k in range(self.num_layers)
+        ]
+
+    def _join_states(self, finals: list[list[Any]]) -> Any:
+        """Final states per [layer][direction] -> torch layout (a tensor, or a tuple for LSTM)."""
+        flat = [state for layer in finals for state in layer]
+        fields = tuple(torch.stack(list(column)) for column in zip(*flat, strict=True))
+        return fields[0] if len(fields) == 1 else fields
+
+
+def _flat_name(name: str, layer: int, direction: int) -> str:
+    return f"{name}_l{layer}{'_reverse' if direction == 1 else ''}"
+
+
+def _map_hx(hx: Any, fn: Any) -> Any:
+    return fn(hx) if isinstance(hx, Tensor) else tuple(fn(t) for t in hx)

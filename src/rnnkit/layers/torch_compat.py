@@ -1,0 +1,216 @@
+"""``rnnkit.RNN``, ``rnnkit.LSTM``, ``rnnkit.GRU``: drop-in replacements for the torch.nn layers.
+
+Each subclasses its torch.nn counterpart, so constructor signature, defaults, parameter names,
+initialisation (same draws under the same seed), state_dict layout and ``isinstance`` checks are
+torch.nn's. Whenever no rnnkit-only option is active, ``forward`` *is* torch.nn's fused kernel;
+otherwise rnnkit's time loop (:mod:`rnnkit.layers.recurrence`) runs the same equations.
+
+rnnkit-only, keyword-only options: ``forward(..., lengths=...)`` for padded batches,
+``recurrent_dropout`` (variational), ``nonlinearity="sigmoid"`` (RNN), ``peephole``,
+``layer_norm`` and ``forget_bias`` (LSTM), ``layer_norm`` (GRU).
+
+Shapes (letter legend in :mod:`rnnkit.cells.base`): input (T, B, I) or (B, T, I) with
+``batch_first``; output (T, B, D*H_out); h_n (D*L, B, H_out); c_n (D*L, B, H). H_out is
+``proj_size`` for a projected LSTM, else ``hidden_size``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..cells.elman import ElmanEquations
+from ..cells.gru import GRUEquations
+from ..cells.lstm import LSTMEquations
+from ..ops.validation import (
+    check_nonlinearity,
+    check_num_layers,
+    check_probability,
+    check_proj_size,
+    check_sizes,
+)
+from .base import RecurrentLayerMixin
+from .dispatch import reference_forced
+
+Device = torch.device | str | None
+
+
+def _check_layer_args(
+    input_size: int, hidden_size: int, num_layers: int, dropout: float, recurrent_dropout: float
+) -> None:
+    check_sizes(input_size, hidden_size)
+    check_num_layers(num_layers)
+    check_probability("dropout", dropout)
+    check_probability("recurrent_dropout", recurrent_dropout)
+
+
+class _TorchCompatible(RecurrentLayerMixin):
+    """The rule for handing a forward pass to torch.nn's own kernel."""
+
+    def _rnnkit_only_options(self) -> bool:
+        """True when the layer uses an option torch.nn lacks (fixed at construction)."""
+        raise NotImplementedError
+
+    def _torch_kernel_applies(self) -> bool:
+        dropping_recurrent = self.training and self.recurrent_dropout > 0
+        return not (reference_forced() or dropping_recurrent or self._rnnkit_only_options())
+
+    def _layer_input_size(self, k: int, input_size: int, output_size: int) -> int:
+        return input_size if k == 0 else output_size * self._num_directions
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()  # type: ignore[misc]
+        if self.recurrent_dropout:
+            s += f", recurrent_dropout={self.recurrent_dropout}"
+        return s
+
+
+class RNN(_TorchCompatible, nn.RNN):
+    """Elman RNN layer, drop-in for ``torch.nn.RNN``: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+
+    Extras: ``nonlinearity="sigmoid"``, keyword-only ``recurrent_dropout``, and
+    ``forward(input, hx=None, *, lengths=None)``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+        *,
+        recurrent_dropout: float = 0.0,
+    ) -> None:
+        _check_layer_args(input_size, hidden_size, num_layers, dropout, recurrent_dropout)
+        check_nonlinearity(nonlinearity)
+        torch_nonlinearity = nonlinearity if nonlinearity in ("tanh", "relu") else "tanh"
+        nn.RNN.__init__(
+            self, input_size, hidden_size, num_layers, nonlinearity=torch_nonlinearity, bias=bias,
+            batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, device=device,
+            dtype=dtype,
+        )  # fmt: skip
+        self.nonlinearity = nonlinearity
+        equations = [
+            ElmanEquations(self._layer_input_size(k, input_size, hidden_size), hidden_size, bias,
+                           nonlinearity)
+            for k in range(num_layers)
+        ]  # fmt: skip
+        self._init_recurrence(equations, recurrent_dropout, device, dtype)
+
+    def _rnnkit_only_options(self) -> bool:
+        return self.nonlinearity == "sigmoid"
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")
+
+
+class LSTM(_TorchCompatible, nn.LSTM):
+    """LSTM layer, drop-in for ``torch.nn.LSTM`` (gates i, f, g, o; ``proj_size``).
+
+    Extras (keyword-only): ``peephole`` (Gers & Schmidhuber), ``layer_norm`` (Ba et al.),
+    ``forget_bias`` (initial forget-gate bias), ``recurrent_dropout``, and
+    ``forward(input, hx=None, *, lengths=None)``. Equations in :mod:`rnnkit.cells.lstm`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+        *,
+        peephole: bool = False,
+        layer_norm: bool = False,
+        forget_bias: float | None = None,
+        recurrent_dropout: float = 0.0,
+    ) -> None:
+        _check_layer_args(input_size, hidden_size, num_layers, dropout, recurrent_dropout)
+        check_proj_size(proj_size, hidden_size)
+        nn.LSTM.__init__(
+            self, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+            dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, device=device,
+            dtype=dtype,
+        )  # fmt: skip
+        self.peephole, self.layer_norm, self.forget_bias = peephole, layer_norm, forget_bias
+        output_size = proj_size or hidden_size
+        equations = [
+            LSTMEquations(self._layer_input_size(k, input_size, output_size), hidden_size, bias,
+                          proj_size, peephole, layer_norm, forget_bias)
+            for k in range(num_layers)
+        ]  # fmt: skip
+        self._init_recurrence(equations, recurrent_dropout, device, dtype)
+
+    def _rnnkit_only_options(self) -> bool:
+        return self.peephole or self.layer_norm
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self._apply_init_rules()
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        for name in ("peephole", "layer_norm"):
+            if getattr(self, name):
+                s += f", {name}=True"
+        if self.forget_bias is not None:
+            s += f", forget_bias={self.forget_bias}"
+        return s
+
+
+class GRU(_TorchCompatible, nn.GRU):
+    """GRU layer, drop-in for ``torch.nn.GRU`` (gates r, z, n; reset applied to W_hn h + b_hn).
+
+    Extras (keyword-only): ``layer_norm``, ``recurrent_dropout``, and
+    ``forward(input, hx=None, *, lengths=None)``. Equations in :mod:`rnnkit.cells.gru`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: Device = None,
+        dtype: torch.dtype | None = None,
+        *,
+        layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+    ) -> None:
+        _check_layer_args(input_size, hidden_size, num_layers, dropout, recurrent_dropout)
+        nn.GRU.__init__(
+            self, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+            dropout=dropout, bidirectional=bidirectional, device=device, dtype=dtype,
+        )  # fmt: skip
+        self.layer_norm = layer_norm
+        equations = [
+            GRUEquations(self._layer_input_size(k, input_size, hidden_size), hidden_size, bias,
+                         layer_norm)
+            for k in range(num_layers)
+        ]  # fmt: skip
+        self._init_recurrence(equations, recurrent_dropout, device, dtype)
+
+    def _rnnkit_only_options(self) -> bool:
+        return self.layer_norm
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self._apply_init_rules()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", layer_norm=True" if self.layer_norm else "")
