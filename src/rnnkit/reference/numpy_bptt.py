@@ -228,6 +228,13 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
+def _relu(a: np.ndarray) -> np.ndarray:
+    return np.maximum(a, 0.0)
+
+
+_ACTIVATIONS = {"tanh": np.tanh, "relu": _relu, "sigmoid": _sigmoid}
+
+
 def _affine(v: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """``v @ weight.T + bias`` for a batch of row vectors v (B, K) and weight (G*H, K)."""
     out = v @ weight.T
@@ -369,9 +376,7 @@ def rnn_forward(
     x = _check_x(x, input_size)
     steps, batch, _ = x.shape
     h0 = _check_state("h0", h0, batch, hidden_size)
-    activation = {"tanh": np.tanh, "relu": lambda a: np.maximum(a, 0.0), "sigmoid": _sigmoid}[
-        nonlinearity
-    ]
+    activation = _ACTIVATIONS[nonlinearity]
 
     h = np.empty((steps, batch, hidden_size))
     h_prev = h0

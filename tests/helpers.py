@@ -1,0 +1,34 @@
+"""Utilities for comparing two recurrent modules: copy weights, run, backprop, compare."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+# float32 within 1e-5, float64 within 1e-10 (the parity contract of the torch-compatible layers).
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def flatten_output(out):
+    """Output, h_n (and c_n) as a flat tuple of tensors; PackedSequence -> its data."""
+    y, h = out
+    y = y.data if isinstance(y, nn.utils.rnn.PackedSequence) else y
+    return (y, *((h,) if isinstance(h, Tensor) else tuple(h)))
+
+
+def forward_backward(module: nn.Module, *args, **kwargs):
+    """Run ``module``; backprop a fixed random weighting of every output; return
+    (outputs, {parameter name: gradient})."""
+    module.zero_grad()
+    outs = flatten_output(module(*args, **kwargs))
+    gen = torch.Generator().manual_seed(1234)
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in module.named_parameters()}
+    return [o.detach() for o in outs], grads
+
+
+def assert_close(actual, expected, tol, what=""):
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    err = (actual - expected).abs().max().item() if actual.numel() else 0.0
+    assert err <= tol, f"{what}: max abs error {err:.3g} > {tol:g}"
