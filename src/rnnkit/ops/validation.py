@@ -30,7 +30,8 @@ def check_probability(name: str, p: Any) -> None:
 def check_nonlinearity(nonlinearity: Any) -> None:
     from ..cells.elman import NONLINEARITIES
 
-    if nonlinearity not in NONLINEARITIES:
+    # isinstance first: an unhashable value (a list, say) must not fail the ``in`` lookup.
+    if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
         raise ValueError(
             f"nonlinearity must be one of {sorted(NONLINEARITIES)}; got {nonlinearity!r}"
         )
@@ -45,19 +46,20 @@ def check_proj_size(proj_size: Any, hidden_size: int) -> None:
         )
 
 
-def check_floating(name: str, x: Any) -> None:
+def check_floating(name: str, x: Any, owner: str | None = None) -> None:
+    prefix = f"{owner}: " if owner else ""
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+        raise TypeError(f"{prefix}{name} must be a torch.Tensor; got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(
-            f"{name} must be a floating-point tensor (e.g. float32); got dtype {x.dtype}. "
+            f"{prefix}{name} must be a floating-point tensor (e.g. float32); got dtype {x.dtype}. "
             "Integer token ids go through an embedding first."
         )
 
 
 def check_cell_input(x_t: Any, input_size: int, owner: str) -> bool:
     """Validate a cell's (B, I) or (I,) input; return True when it is unbatched."""
-    check_floating("x_t", x_t)
+    check_floating("x_t", x_t, owner)
     if x_t.dim() not in (1, 2) or x_t.shape[-1] != input_size:
         raise ValueError(
             f"{owner}: expected x_t of shape (B, {input_size}) or ({input_size},); "
@@ -66,30 +68,51 @@ def check_cell_input(x_t: Any, input_size: int, owner: str) -> bool:
     return x_t.dim() == 1
 
 
-def check_state(state: Any, equations: CellEquations, batch_size: int, owner: str) -> Any:
-    """Validate a cell state; a bare tensor is accepted for single-field states."""
+def check_state(
+    state: Any,
+    equations: CellEquations,
+    batch_size: int | None,
+    owner: str,
+    dtype: torch.dtype | None = None,
+) -> Any:
+    """Validate a cell state and return it as the cell's ``state_type``.
+
+    Each field must have shape (batch_size, width), or (width,) when ``batch_size`` is None (an
+    unbatched x_t), and dtype ``dtype`` if given. A bare tensor is accepted for single-field
+    states, any tuple of the right length for the others.
+    """
     state_type = equations.state_type
-    if isinstance(state, Tensor) and len(state_type._fields) == 1:
-        state = state_type(state)
-    if not isinstance(state, tuple) or len(state) != len(state_type._fields):
+    fields = state_type._fields
+    if isinstance(state, Tensor) and len(fields) == 1:
+        state = (state,)
+    if not isinstance(state, tuple) or len(state) != len(fields):
+        got = f"a tuple of {len(state)}" if isinstance(state, tuple) else type(state).__name__
+        bare = " (or a bare tensor)" if len(fields) == 1 else ""
         raise TypeError(
-            f"{owner}: expected state as {state_type.__name__}{state_type._fields}; "
-            f"got {type(state).__name__}"
+            f"{owner}: expected state as {state_type.__name__}({', '.join(fields)}), "
+            f"a tuple of {len(fields)} tensor(s){bare}; got {got}"
         )
-    state = state_type(*state)
-    for field, tensor, width in zip(
-        state_type._fields, state, equations.state_sizes(), strict=True
-    ):
-        if not isinstance(tensor, Tensor) or tuple(tensor.shape) != (batch_size, width):
-            got = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
-            raise ValueError(
-                f"{owner}: expected state.{field} of shape ({batch_size}, {width}); got {got}"
+    batch = () if batch_size is None else (batch_size,)
+    for field, tensor, width in zip(fields, state, equations.state_sizes(), strict=True):
+        expected = (*batch, width)
+        if not isinstance(tensor, Tensor):
+            raise TypeError(
+                f"{owner}: expected state.{field} as a torch.Tensor of shape {expected}; "
+                f"got {type(tensor).__name__}"
             )
-    return state
+        if tuple(tensor.shape) != expected:
+            raise ValueError(
+                f"{owner}: expected state.{field} of shape {expected}; got {tuple(tensor.shape)}"
+            )
+        if dtype is not None and tensor.dtype != dtype:
+            raise TypeError(
+                f"{owner}: expected state.{field} of dtype {dtype} like x_t; got {tensor.dtype}"
+            )
+    return state_type(*state)
 
 
 def check_sequence_input(x: Any, input_size: int, owner: str, batch_first: bool) -> None:
-    check_floating("input", x)
+    check_floating("input", x, owner)
     layout = "(B, T, H_in)" if batch_first else "(T, B, H_in)"
     if x.dim() not in (2, 3) or x.shape[-1] != input_size:
         raise ValueError(
@@ -97,7 +120,46 @@ def check_sequence_input(x: Any, input_size: int, owner: str, batch_first: bool)
             f"got {tuple(x.shape)}"
         )
     if x.shape[0 if x.dim() == 2 or not batch_first else 1] == 0:
-        raise ValueError(f"{owner}: input has no time steps (T=0); got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{owner}: expected input with at least one time step (T >= 1); "
+            f"got T=0 in shape {tuple(x.shape)}"
+        )
+
+
+def check_packed_input(packed: Any, input_size: int, owner: str) -> None:
+    """Validate the data of a PackedSequence input: (N, H_in) floating point."""
+    data = packed.data
+    check_floating("input (PackedSequence data)", data, owner)
+    if data.dim() != 2 or data.shape[-1] != input_size:
+        raise ValueError(
+            f"{owner}: expected PackedSequence data of shape (N, H_in) with H_in={input_size}; "
+            f"got {tuple(data.shape)}"
+        )
+
+
+def check_layer_hx(
+    hx: Any,
+    fields: tuple[str, ...],
+    shapes: tuple[tuple[int, ...], ...],
+    dtype: torch.dtype,
+    owner: str,
+) -> None:
+    """Validate a layer's hx in torch.nn's layout: one tensor for a single-field state, else a
+    tuple with one tensor per field (``(h_0, c_0)`` for LSTMs) of the given shapes."""
+    if hx is None:
+        return
+    if len(fields) == 1:
+        tensors = (hx,)
+    else:
+        if not isinstance(hx, tuple) or len(hx) != len(fields):
+            got = f"a tuple of {len(hx)}" if isinstance(hx, tuple) else type(hx).__name__
+            raise TypeError(
+                f"{owner}: expected hx as a tuple ({', '.join(f'{n}_0' for n in fields)}) of "
+                f"{len(fields)} tensors; got {got}"
+            )
+        tensors = hx
+    for name, tensor, shape in zip(fields, tensors, shapes, strict=True):
+        check_hidden(f"hx ({name}_0)", tensor, shape, owner, dtype)
 
 
 def check_hidden(
