@@ -77,6 +77,10 @@ class RecurrentLayerMixin:
         """True when torch.nn's own kernel computes exactly this layer (no rnnkit-only option)."""
         return False
 
+    def _torch_kernel(self, input: Tensor, hx: Any) -> tuple[Tensor, Any]:
+        """Batched input (layout as ``batch_first``) -> (output, h_n) from torch.nn's kernel."""
+        raise NotImplementedError
+
     def forward(
         self, input: Tensor | PackedSequence, hx: Any = None, *, lengths: Tensor | None = None
     ) -> tuple[Tensor | PackedSequence, Any]:
@@ -104,24 +108,25 @@ class RecurrentLayerMixin:
                 return super().forward(input, hx)  # type: ignore[misc]
             return self._forward_packed(input, hx)
         check_sequence_input(input, self._equations[0].input_size, owner, self.batch_first)
-        if lengths is None and self._torch_kernel_applies():
-            self._check_hx(hx, input)
-            return super().forward(input, hx)  # type: ignore[misc]
-        unbatched = input.dim() == 2
-        x = (
-            input.unsqueeze(1)
-            if unbatched
-            else (input.transpose(0, 1) if self.batch_first else input)
-        )
         self._check_hx(hx, input)
-        if unbatched and hx is not None:
-            hx = _map_hx(hx, lambda t: t.unsqueeze(1))
-        if lengths is not None:
-            lengths = check_lengths(lengths, x.shape[1], x.shape[0], owner).to(x.device)
-        output, h_n = self._forward_time_major(x, hx, lengths)
+        if lengths is None and self._torch_kernel_applies() and input.device.type != "cpu":
+            return super().forward(input, hx)  # type: ignore[misc]  # keeps cuDNN's flattening
+        unbatched = input.dim() == 2
+        batch_dim = 0 if self.batch_first else 1
         if unbatched:
-            return output.squeeze(1), _map_hx(h_n, lambda t: t.squeeze(1))
-        return (output.transpose(0, 1) if self.batch_first else output), h_n
+            input = input.unsqueeze(batch_dim)
+            hx = None if hx is None else _map_hx(hx, lambda t: t.unsqueeze(1))
+        if lengths is None and self._torch_kernel_applies():
+            output, h_n = self._torch_kernel(input, hx)
+        else:
+            x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
+            if lengths is not None:
+                lengths = check_lengths(lengths, x.shape[1], x.shape[0], owner).to(x.device)
+            output, h_n = self._forward_time_major(x, hx, lengths)
+            output = output.transpose(0, 1) if self.batch_first else output
+        if unbatched:
+            return output.squeeze(batch_dim), _map_hx(h_n, lambda t: t.squeeze(1))
+        return output, h_n
 
     def step(self, x_t: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
         """Advance a unidirectional layer by one time step: x_t (B, I) -> (y_t (B, H_out), h_n).

@@ -16,8 +16,11 @@ Shapes (letter legend in :mod:`rnnkit.cells.base`): input (T, B, I) or (B, T, I)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
-from torch import nn
+from torch import _VF, Tensor, nn
 
 from ..cells.elman import ElmanEquations
 from ..cells.gru import GRUEquations
@@ -54,6 +57,24 @@ class _TorchCompatible(RecurrentLayerMixin):
     def _torch_kernel_applies(self) -> bool:
         dropping_recurrent = self.training and self.recurrent_dropout > 0
         return not (reference_forced() or dropping_recurrent or self._rnnkit_only_options())
+
+    def _torch_kernel(self, input: Tensor, hx: Any) -> tuple[Tensor, Any]:
+        # The call torch.nn's forward makes, without its per-call Python bookkeeping (hx is
+        # already checked); weights are read by name so functional_call and weight swaps work.
+        if hx is None:
+            batch = input.shape[0 if self.batch_first else 1]
+            fields = tuple(input.new_zeros(shape) for shape in self._state_shapes(batch))
+            hx = fields[0] if len(fields) == 1 else fields
+        weights = [getattr(self, name) for name in self._flat_weights_names]
+        result = self._kernel()(
+            input, hx, weights, self.bias, self.num_layers, float(self.dropout), self.training,
+            self.bidirectional, self.batch_first,
+        )  # fmt: skip
+        return result[0], (result[1] if len(result) == 2 else tuple(result[1:]))
+
+    def _kernel(self) -> Callable[..., Any]:
+        """torch's fused op for this layer (``torch._VF.lstm`` and friends)."""
+        raise NotImplementedError
 
     def _layer_input_size(self, k: int, input_size: int, output_size: int) -> int:
         return input_size if k == 0 else output_size * self._num_directions
@@ -106,6 +127,9 @@ class RNN(_TorchCompatible, nn.RNN):
     def _rnnkit_only_options(self) -> bool:
         return self.nonlinearity == "sigmoid"
 
+    def _kernel(self) -> Callable[..., Any]:
+        return _VF.rnn_relu if self.nonlinearity == "relu" else _VF.rnn_tanh
+
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")
@@ -155,6 +179,9 @@ class LSTM(_TorchCompatible, nn.LSTM):
 
     def _rnnkit_only_options(self) -> bool:
         return self.peephole or self.layer_norm
+
+    def _kernel(self) -> Callable[..., Any]:
+        return _VF.lstm
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -207,6 +234,9 @@ class GRU(_TorchCompatible, nn.GRU):
 
     def _rnnkit_only_options(self) -> bool:
         return self.layer_norm
+
+    def _kernel(self) -> Callable[..., Any]:
+        return _VF.gru
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
