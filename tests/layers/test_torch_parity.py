@@ -140,3 +140,16 @@ def test_follows_dtype_conversion():
     y, (h, c) = lstm(x, lengths=torch.tensor([4, 2]))
     assert y.dtype == h.dtype == c.dtype == torch.float64
     assert all(p.dtype == torch.float64 for p in lstm.parameters())
+
+
+def test_autocast_bfloat16_on_both_paths():
+    lstm = rnnkit.LSTM(5, 6, num_layers=2)
+    x, h = torch.randn(7, 3, 5), (torch.zeros(2, 3, 6), torch.zeros(2, 3, 6))
+    want, _ = lstm(x, h)
+    for reference in (False, True):
+        with (
+            rnnkit.reference_implementation() if reference else _nothing(),
+            torch.autocast("cpu", dtype=torch.bfloat16),
+        ):
+            got, _ = lstm(x, h)
+        assert_close(got.float(), want, 0.05, f"autocast, reference={reference}")

@@ -158,14 +158,17 @@ class RecurrentCell(nn.Module):
     def forward(self, x_t: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         from ..ops.validation import check_cell_input, check_state
 
-        unbatched = check_cell_input(x_t, self.input_size, type(self).__name__)
+        owner = type(self).__name__
+        dtype = self.weight_ih.dtype
+        unbatched = check_cell_input(x_t, self.input_size, owner, dtype)
+        if state is not None:  # checked before any reshaping: (B, width), or (width,) unbatched
+            batch_size = None if unbatched else x_t.shape[0]
+            state = check_state(state, self.equations, batch_size, owner, dtype)
         if unbatched:
             x_t = x_t.unsqueeze(0)
             state = None if state is None else type(state)(*(s.unsqueeze(0) for s in state))
         if state is None:
             state = self.initial_state(x_t.shape[0], device=x_t.device, dtype=x_t.dtype)
-        else:
-            state = check_state(state, self.equations, x_t.shape[0], type(self).__name__)
         p = self.parameters_by_name()
         h, new_state = self.equations.step(self.equations.project_input(x_t, p), state, p)
         if unbatched:

@@ -16,7 +16,13 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells.base import CellEquations
-from ..ops.validation import check_hidden, check_lengths, check_sequence_input
+from ..ops.validation import (
+    check_cell_input,
+    check_layer_hx,
+    check_lengths,
+    check_packed_input,
+    check_sequence_input,
+)
 from .dispatch import reference_forced
 from .stack import run_stack
 
@@ -104,11 +110,16 @@ class RecurrentLayerMixin:
                 raise ValueError(
                     f"{owner}: a PackedSequence carries its own lengths; got lengths too"
                 )
+            dtype = self._parameter_dtype()
+            check_packed_input(input, self._equations[0].input_size, owner, dtype)
+            self._check_hx(hx, int(input.batch_sizes[0]), dtype)
             if self._torch_kernel_applies():
                 return super().forward(input, hx)  # type: ignore[misc]
             return self._forward_packed(input, hx)
-        check_sequence_input(input, self._equations[0].input_size, owner, self.batch_first)
-        self._check_hx(hx, input)
+        dtype = self._parameter_dtype()
+        check_sequence_input(input, self._equations[0].input_size, owner, self.batch_first, dtype)
+        batch = None if input.dim() == 2 else input.shape[0 if self.batch_first else 1]
+        self._check_hx(hx, batch, dtype)
         if lengths is None and self._torch_kernel_applies() and input.device.type != "cpu":
             return super().forward(input, hx)  # type: ignore[misc]  # keeps cuDNN's flattening
         unbatched = input.dim() == 2
@@ -139,10 +150,11 @@ class RecurrentLayerMixin:
                 f"{type(self).__name__}.step: a bidirectional layer needs the whole sequence; "
                 "got bidirectional=True"
             )
+        check_cell_input(
+            x_t, self._equations[0].input_size, f"{type(self).__name__}.step",
+            self._parameter_dtype(),
+        )  # fmt: skip
         time_dim = 1 if self.batch_first else 0
-        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
-            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
-            raise ValueError(f"{type(self).__name__}.step: expected x_t of shape (B, I); got {got}")
         chunk = x_t.unsqueeze(time_dim if x_t.dim() == 2 else 0)
         y, hx = self(chunk, hx)
         return y.squeeze(time_dim if x_t.dim() == 2 else 0), hx
@@ -167,7 +179,6 @@ class RecurrentLayerMixin:
 
     def _forward_packed(self, packed: PackedSequence, hx: Any) -> tuple[PackedSequence, Any]:
         padded, lengths = pad_packed_sequence(packed)  # (T, B, I), original batch order
-        self._check_hx(hx, padded)
         output, h_n = self._forward_time_major(padded, hx, lengths.to(padded.device))
         order = packed.sorted_indices
         if order is not None:
@@ -183,20 +194,16 @@ class RecurrentLayerMixin:
         batch = () if batch_size is None else (batch_size,)
         return tuple((rows, *batch, width) for width in self._equations[0].state_sizes())
 
-    def _check_hx(self, hx: Any, input: Tensor) -> None:
-        if hx is None:
-            return
-        owner = type(self).__name__
+    def _parameter_dtype(self) -> torch.dtype | None:
+        """The dtype input and hx must have; None under autocast, which casts inside the ops."""
+        weight = self.layer_parameters(0, 0)["weight_ih"]
+        return None if torch.is_autocast_enabled(weight.device.type) else weight.dtype
+
+    def _check_hx(self, hx: Any, batch_size: int | None, dtype: torch.dtype | None) -> None:
+        """Check hx against (D*L, B, width) per field, or (D*L, width) if batch_size is None."""
         fields = self._equations[0].state_type._fields
-        unbatched = input.dim() == 2
-        batch = None if unbatched else input.shape[0 if self.batch_first else 1]
-        tensors = (hx,) if len(fields) == 1 else hx
-        if len(fields) > 1 and (not isinstance(hx, tuple) or len(hx) != len(fields)):
-            raise TypeError(
-                f"{owner}: expected hx as a tuple ({', '.join(fields)}); got {type(hx).__name__}"
-            )
-        for name, tensor, shape in zip(fields, tensors, self._state_shapes(batch), strict=True):
-            check_hidden(f"hx ({name}_0)", tensor, shape, owner, input.dtype)
+        shapes = self._state_shapes(batch_size)
+        check_layer_hx(hx, fields, shapes, dtype, type(self).__name__)
 
     def _split_hx(self, hx: Any, x: Tensor) -> list[list[Any]]:
         """torch-layout hx -> initial state per [layer][direction] (zeros if hx is None)."""

@@ -46,7 +46,10 @@ def check_proj_size(proj_size: Any, hidden_size: int) -> None:
         )
 
 
-def check_floating(name: str, x: Any, owner: str | None = None) -> None:
+def check_floating(
+    name: str, x: Any, owner: str | None = None, dtype: torch.dtype | None = None
+) -> None:
+    """x must be a floating-point tensor; of ``dtype`` (the parameters' dtype) if given."""
     prefix = f"{owner}: " if owner else ""
     if not isinstance(x, Tensor):
         raise TypeError(f"{prefix}{name} must be a torch.Tensor; got {type(x).__name__}")
@@ -55,11 +58,18 @@ def check_floating(name: str, x: Any, owner: str | None = None) -> None:
             f"{prefix}{name} must be a floating-point tensor (e.g. float32); got dtype {x.dtype}. "
             "Integer token ids go through an embedding first."
         )
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{prefix}expected {name} of dtype {dtype} like the parameters; got {x.dtype} "
+            f"(convert the input with .to({dtype}) or the module with .to({x.dtype}))"
+        )
 
 
-def check_cell_input(x_t: Any, input_size: int, owner: str) -> bool:
+def check_cell_input(
+    x_t: Any, input_size: int, owner: str, dtype: torch.dtype | None = None
+) -> bool:
     """Validate a cell's (B, I) or (I,) input; return True when it is unbatched."""
-    check_floating("x_t", x_t, owner)
+    check_floating("x_t", x_t, owner, dtype)
     if x_t.dim() not in (1, 2) or x_t.shape[-1] != input_size:
         raise ValueError(
             f"{owner}: expected x_t of shape (B, {input_size}) or ({input_size},); "
@@ -111,8 +121,10 @@ def check_state(
     return state_type(*state)
 
 
-def check_sequence_input(x: Any, input_size: int, owner: str, batch_first: bool) -> None:
-    check_floating("input", x, owner)
+def check_sequence_input(
+    x: Any, input_size: int, owner: str, batch_first: bool, dtype: torch.dtype | None = None
+) -> None:
+    check_floating("input", x, owner, dtype)
     layout = "(B, T, H_in)" if batch_first else "(T, B, H_in)"
     if x.dim() not in (2, 3) or x.shape[-1] != input_size:
         raise ValueError(
@@ -126,10 +138,12 @@ def check_sequence_input(x: Any, input_size: int, owner: str, batch_first: bool)
         )
 
 
-def check_packed_input(packed: Any, input_size: int, owner: str) -> None:
+def check_packed_input(
+    packed: Any, input_size: int, owner: str, dtype: torch.dtype | None = None
+) -> None:
     """Validate the data of a PackedSequence input: (N, H_in) floating point."""
     data = packed.data
-    check_floating("input (PackedSequence data)", data, owner)
+    check_floating("input (PackedSequence data)", data, owner, dtype)
     if data.dim() != 2 or data.shape[-1] != input_size:
         raise ValueError(
             f"{owner}: expected PackedSequence data of shape (N, H_in) with H_in={input_size}; "
@@ -141,7 +155,7 @@ def check_layer_hx(
     hx: Any,
     fields: tuple[str, ...],
     shapes: tuple[tuple[int, ...], ...],
-    dtype: torch.dtype,
+    dtype: torch.dtype | None,
     owner: str,
 ) -> None:
     """Validate a layer's hx in torch.nn's layout: one tensor for a single-field state, else a
@@ -163,14 +177,16 @@ def check_layer_hx(
 
 
 def check_hidden(
-    name: str, hx: Any, expected: tuple[int, ...], owner: str, dtype: torch.dtype
+    name: str, hx: Any, expected: tuple[int, ...], owner: str, dtype: torch.dtype | None
 ) -> None:
     if not isinstance(hx, Tensor):
         raise TypeError(f"{owner}: {name} must be a torch.Tensor; got {type(hx).__name__}")
     if tuple(hx.shape) != expected:
         raise ValueError(f"{owner}: expected {name} of shape {expected}; got {tuple(hx.shape)}")
-    if hx.dtype != dtype:
-        raise TypeError(f"{owner}: expected {name} of dtype {dtype} like the input; got {hx.dtype}")
+    if dtype is not None and hx.dtype != dtype:
+        raise TypeError(
+            f"{owner}: expected {name} of dtype {dtype} like the parameters; got {hx.dtype}"
+        )
 
 
 def check_lengths(lengths: Any, batch_size: int, num_steps: int, owner: str) -> Tensor:
