@@ -29,14 +29,17 @@ def interleaved_medians(
 ) -> dict[str, float]:
     """Run every candidate once per round, ``repeats`` rounds, and return median seconds each.
 
-    Interleaving spreads any drift of the machine (frequency, other load) over all candidates.
+    Interleaving spreads any drift of the machine (frequency, other load) over all candidates;
+    the order alternates between rounds.
     """
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
+    order = list(candidates.items())
     for _ in range(repeats):
-        for name, fn in candidates.items():
+        order.reverse()  # ABBA: neither candidate always runs first (warm caches, allocator)
+        for name, fn in order:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)

@@ -120,14 +120,15 @@ class RecurrentLayerMixin:
         check_sequence_input(input, self._equations[0].input_size, owner, self.batch_first, dtype)
         batch = None if input.dim() == 2 else input.shape[0 if self.batch_first else 1]
         self._check_hx(hx, batch, dtype)
-        if lengths is None and self._torch_kernel_applies() and input.device.type != "cpu":
+        use_torch_kernel = lengths is None and self._torch_kernel_applies()
+        if use_torch_kernel and input.device.type != "cpu":
             return super().forward(input, hx)  # type: ignore[misc]  # keeps cuDNN's flattening
-        unbatched = input.dim() == 2
+        unbatched = batch is None
         batch_dim = 0 if self.batch_first else 1
         if unbatched:
             input = input.unsqueeze(batch_dim)
             hx = None if hx is None else _map_hx(hx, lambda t: t.unsqueeze(1))
-        if lengths is None and self._torch_kernel_applies():
+        if use_torch_kernel:
             output, h_n = self._torch_kernel(input, hx)
         else:
             x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
@@ -196,7 +197,7 @@ class RecurrentLayerMixin:
 
     def _parameter_dtype(self) -> torch.dtype | None:
         """The dtype input and hx must have; None under autocast, which casts inside the ops."""
-        weight = self.layer_parameters(0, 0)["weight_ih"]
+        weight = self._parameters["weight_ih_l0"]  # type: ignore[attr-defined]
         return None if torch.is_autocast_enabled(weight.device.type) else weight.dtype
 
     def _check_hx(self, hx: Any, batch_size: int | None, dtype: torch.dtype | None) -> None:

@@ -65,7 +65,8 @@ class _TorchCompatible(RecurrentLayerMixin):
             batch = input.shape[0 if self.batch_first else 1]
             fields = tuple(input.new_zeros(shape) for shape in self._state_shapes(batch))
             hx = fields[0] if len(fields) == 1 else fields
-        weights = [getattr(self, name) for name in self._flat_weights_names]
+        params = self._parameters  # read per call: functional_call swaps entries here
+        weights = [params[name] for name in self._flat_weights_names]
         result = self._kernel()(
             input, hx, weights, self.bias, self.num_layers, float(self.dropout), self.training,
             self.bidirectional, self.batch_first,
