@@ -153,3 +153,21 @@ def test_autocast_bfloat16_on_both_paths():
         ):
             got, _ = lstm(x, h)
         assert_close(got.float(), want, 0.05, f"autocast, reference={reference}")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rnnkit.LSTM(3, 4, 2, bidirectional=True, peephole=True, recurrent_dropout=0.2),
+        lambda: rnnkit.GRU(3, 4, layer_norm=True, bidirectional=True),
+        lambda: rnnkit.MinGRU(3, 4, 2, bidirectional=True),
+    ],
+)
+def test_no_tensor_is_created_on_a_hard_coded_device(make):
+    # On the meta device any CPU tensor created inside the layer would fail to mix in.
+    layer = make().to("meta").train()
+    x = torch.empty(6, 2, 3, device="meta")
+    y, h = layer(x, lengths=torch.tensor([6, 3]))
+    states = (h,) if isinstance(h, torch.Tensor) else h
+    assert y.device.type == "meta" and all(s.device.type == "meta" for s in states)
+    assert y.shape == (6, 2, 8)

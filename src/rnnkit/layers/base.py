@@ -198,7 +198,9 @@ class RecurrentLayerMixin:
     def _parameter_dtype(self) -> torch.dtype | None:
         """The dtype input and hx must have; None under autocast, which casts inside the ops."""
         weight = self._parameters["weight_ih_l0"]  # type: ignore[attr-defined]
-        return None if torch.is_autocast_enabled(weight.device.type) else weight.dtype
+        kind = weight.device.type
+        autocast = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+        return None if autocast else weight.dtype
 
     def _check_hx(self, hx: Any, batch_size: int | None, dtype: torch.dtype | None) -> None:
         """Check hx against (D*L, B, width) per field, or (D*L, width) if batch_size is None."""
