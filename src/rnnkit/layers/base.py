@@ -174,7 +174,7 @@ class RecurrentLayerMixin:
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
             training=self.training,
-            use_scan=not reference_forced(),
+            use_fast=not reference_forced(),
         )
         return output, self._join_states(finals)
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..cells.base import CellEquations, Params
 from ..cells.mingru import LinearRecurrenceEquations
+from ..kernels import fused_direction
 from ..ops.masking import reverse_valid_prefix, zero_padded_steps
 from ..ops.scan import linear_scan
 
@@ -29,17 +30,24 @@ def run_direction(
     valid: Tensor | None = None,
     reverse: bool = False,
     recurrent_mask: Tensor | None = None,
-    use_scan: bool = False,
+    use_fast: bool = False,
 ) -> tuple[Tensor, Any]:
     """Run ``equations`` over x (T, B, I) from ``state`` -> (outputs (T, B, H_out), final state).
 
     ``lengths`` (B,) and ``valid`` (T, B) describe a right-padded batch (both or neither).
-    ``use_scan`` solves minGRU/minLSTM recurrences with :func:`linear_scan`.
+    ``use_fast`` allows the fused C++ kernels (:mod:`rnnkit.kernels`) and solves minGRU/minLSTM
+    recurrences with :func:`linear_scan`; without it the plain step loop runs.
     """
     if reverse:
         x = reverse_valid_prefix(x, lengths)
+    fused = (
+        fused_direction(equations, params, x, state, lengths, recurrent_mask) if use_fast else None
+    )
+    if fused is not None:
+        outputs, state = fused
+        return (reverse_valid_prefix(outputs, lengths) if reverse else outputs), state
     xp = equations.project_input(x, params)  # (T, B, G)
-    if use_scan and isinstance(equations, LinearRecurrenceEquations):
+    if use_fast and isinstance(equations, LinearRecurrenceEquations):
         outputs, state = _scan(equations, xp, state, valid)
     else:
         outputs, state = _loop(equations, params, xp, state, valid, recurrent_mask)

@@ -29,7 +29,7 @@ def run_stack(
     dropout: float,
     recurrent_dropout: float,
     training: bool,
-    use_scan: bool,
+    use_fast: bool,
 ) -> tuple[Tensor, list[list[Any]]]:
     """x (T, B, I) -> (outputs (T, B, D*H_out), final states [layer][direction]).
 
@@ -54,7 +54,7 @@ def run_stack(
                 valid=valid,
                 reverse=d == 1,
                 recurrent_mask=mask,
-                use_scan=use_scan,
+                use_fast=use_fast,
             )
             outputs.append(y)
             layer_finals.append(final)

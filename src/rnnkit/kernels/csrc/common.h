@@ -1,0 +1,126 @@
+// Shared pieces of rnnkit's CPU kernels: GEMMs through oneDNN where the machine has it (with a
+// plain ATen fallback), and element-wise math that the compiler can vectorise.
+#pragma once
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+namespace rnnkit {
+
+using at::Tensor;
+
+// y = x @ w^T + add, with w either a oneDNN-packed weight (float32 on CPU) or a plain (N, K) one.
+inline Tensor gemm_nt_add(const Tensor& x, const Tensor& w, const std::optional<Tensor>& w_packed,
+                         const Tensor& add) {
+  if (w_packed.has_value()) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
+                         .typed<Tensor(const Tensor&, const Tensor&, const Tensor&,
+                                       const std::optional<Tensor>&, c10::string_view)>();
+    return op.call(x, add, *w_packed, std::nullopt, "add");
+  }
+  return at::addmm(add, x, w.t());
+}
+
+// y = x @ w^T.
+inline Tensor gemm_nt(const Tensor& x, const Tensor& w, const std::optional<Tensor>& w_packed) {
+  if (w_packed.has_value()) {
+    static auto op =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+            .typed<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&,
+                          c10::string_view, c10::List<std::optional<c10::Scalar>>,
+                          std::optional<c10::string_view>)>();
+    return op.call(x, *w_packed, std::nullopt, "none", c10::List<std::optional<c10::Scalar>>(),
+                   std::nullopt);
+  }
+  return at::mm(x, w.t());
+}
+
+// exp for float32 (Cephes' polynomial after range reduction), written branch-free so loops over
+// it vectorise; relative error ~2e-7 on the clamped range.
+inline float exp_approx(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+inline float tanh_(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
+inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+inline double tanh_(double x) { return std::tanh(x); }
+
+// Rows [0, n) of a loop body, split across threads when the work is worth it.
+template <typename F>
+inline void for_rows(int64_t n, int64_t row_width, const F& body) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_width));
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { body(begin, end); });
+}
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+// 8x8 float block: dst[c * ld + b] = src[b * lds + c], b, c < 8.
+inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ld) {
+  __m256 r[8], t[8];
+  for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + k * lds);
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+    t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+    r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+    r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+    r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {
+    _mm256_storeu_ps(dst + k * ld, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+    _mm256_storeu_ps(dst + (k + 4) * ld, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+  }
+}
+#endif
+
+// dst[c * ld + b] = src[b * C + c] for b < n, c < C: a (n, C) block written transposed into a
+// column block of a (C, ld) matrix (the layout the weight-gradient GEMM wants).
+template <typename scalar_t>
+inline void transpose_block(const scalar_t* __restrict__ src, int64_t n, int64_t C,
+                            scalar_t* __restrict__ dst, int64_t ld) {
+  int64_t c0 = 0, b0 = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    b0 = n - n % 8;
+    c0 = C - C % 8;
+    for (int64_t b = 0; b < b0; b += 8)
+      for (int64_t c = 0; c < c0; c += 8) transpose8x8(src + b * C + c, C, dst + c * ld + b, ld);
+  }
+#endif
+  for (int64_t c = 0; c < C; ++c)  // the rest: ragged rows and columns, or no AVX2
+    for (int64_t b = (c < c0 ? b0 : 0); b < n; ++b) dst[c * ld + b] = src[b * C + c];
+}
+
+// Rows [n, B) of a (B, C) block set to zero (the inactive sequences of a sorted batch).
+template <typename scalar_t>
+inline void zero_rows_from(scalar_t* data, int64_t n, int64_t B, int64_t C) {
+  if (n < B) std::memset(data + n * C, 0, sizeof(scalar_t) * (B - n) * C);
+}
+
+}  // namespace rnnkit

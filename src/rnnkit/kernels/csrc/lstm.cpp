@@ -1,0 +1,184 @@
+// LSTM time loop with hand-written BPTT: only the recurrent GEMM and the fused gate math run per
+// step; the input projection and the weight gradients are single GEMMs done by the caller.
+//
+// Batches are sorted by decreasing length, so at step t the active sequences are rows
+// [0, batch_sizes[t]) and the others keep their state untouched (the masking rule of
+// rnnkit.ops.masking, with no work spent on padding).
+#include "common.h"
+
+namespace rnnkit {
+
+// One row of the forward gate math. p: (4H) pre-activations; c: (H) state, updated in place;
+// gates: (4H) activated i, f, g, o out; c_out, h_out: (H) out.
+template <bool kPeephole, typename scalar_t>
+inline void lstm_forward_row(const scalar_t* __restrict__ p, const scalar_t* __restrict__ w_peep,
+                             scalar_t* __restrict__ c, scalar_t* __restrict__ gates,
+                             scalar_t* __restrict__ c_out, scalar_t* __restrict__ h_out,
+                             int64_t H) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const scalar_t c_prev = c[j];
+    scalar_t pi = p[j], pf = p[H + j], po = p[3 * H + j];
+    if constexpr (kPeephole) {
+      pi += w_peep[j] * c_prev;
+      pf += w_peep[H + j] * c_prev;
+    }
+    const scalar_t i = sigmoid(pi), f = sigmoid(pf), g = tanh_(p[2 * H + j]);
+    const scalar_t c_new = f * c_prev + i * g;
+    if constexpr (kPeephole) po += w_peep[2 * H + j] * c_new;
+    const scalar_t o = sigmoid(po);
+    gates[j] = i;
+    gates[H + j] = f;
+    gates[2 * H + j] = g;
+    gates[3 * H + j] = o;
+    c[j] = c_new;
+    c_out[j] = c_new;
+    h_out[j] = o * tanh_(c_new);
+  }
+}
+
+// One row of the backward gate math: from d h_t (output gradient d_out plus the carried d_h)
+// and the carried d c_t, the pre-activation gradients d_gates and d c_{t-1} (into d_c).
+template <bool kPeephole, typename scalar_t>
+inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ c,
+                              const scalar_t* __restrict__ c_prev,
+                              const scalar_t* __restrict__ d_out,
+                              const scalar_t* __restrict__ w_peep,
+                              const scalar_t* __restrict__ d_h, scalar_t* __restrict__ d_c,
+                              scalar_t* __restrict__ d_g, int64_t H) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const scalar_t i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+    const scalar_t tc = tanh_(c[j]);
+    const scalar_t dh = d_out[j] + d_h[j];
+    const scalar_t do_pre = dh * tc * o * (1 - o);
+    scalar_t dc = d_c[j] + dh * o * (1 - tc * tc);
+    if constexpr (kPeephole) dc += do_pre * w_peep[2 * H + j];
+    const scalar_t di_pre = dc * gg * i * (1 - i);
+    const scalar_t df_pre = dc * c_prev[j] * f * (1 - f);
+    scalar_t dc_prev = dc * f;
+    if constexpr (kPeephole) dc_prev += di_pre * w_peep[j] + df_pre * w_peep[H + j];
+    d_g[j] = di_pre;
+    d_g[H + j] = df_pre;
+    d_g[2 * H + j] = dc * i * (1 - gg * gg);
+    d_g[3 * H + j] = do_pre;
+    d_c[j] = dc_prev;
+  }
+}
+
+// xp: (T, B, 4H) input projection plus both biases; h0, c0: (B, H); w_hh: (4H, H);
+// peephole: (3, H) rows c->i, c->f, c->o; mask: (B, H) recurrent dropout, applied to h_{t-1}
+// where it enters w_hh. Returns h_all, c_all (T, B, H) (zeros at inactive rows), gates
+// (T, B, 4H) (activated i, f, g, o), h_n, c_n, and h_prev_t (H, T*B), the transposed inputs of
+// the recurrent GEMM.
+std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
+                                 const std::optional<Tensor>& peephole,
+                                 const std::optional<Tensor>& mask,
+                                 const std::vector<int64_t>& batch_sizes) {
+  const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1);
+  auto h_all = at::empty({T, B, H}, h0.options());
+  auto c_all = at::empty({T, B, H}, c0.options());
+  auto gates = at::empty({T, B, 4 * H}, xp.options());
+  // (h_{t-1} as the recurrent weights saw it)^T, one (H, B) block per step: the weight-gradient
+  // GEMM then needs no big transposed copy.
+  auto h_prev_t = at::empty({H, T * B}, h0.options());
+  auto h = h0.clone();
+  auto c = c0.clone();
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
+    const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
+      auto h_in_all = mask ? h * *mask : h;
+      transpose_block(h_in_all.data_ptr<scalar_t>(), B, H, h_prev_t.data_ptr<scalar_t>() + t * B,
+                      T * B);
+      zero_rows_from(h_all[t].data_ptr<scalar_t>(), n, B, H);  // outputs at padded steps
+      zero_rows_from(c_all[t].data_ptr<scalar_t>(), n, B, H);  // read by the peephole gradient
+      if (n == 0) continue;
+      auto h_in = h_in_all.narrow(0, 0, n);
+      auto pre = gemm_nt_add(h_in, w_hh, w_hh_packed, xp[t].narrow(0, 0, n));  // (n, 4H)
+      const scalar_t* P = pre.data_ptr<scalar_t>();
+      scalar_t* Gt = gates[t].data_ptr<scalar_t>();
+      scalar_t* Ct = c_all[t].data_ptr<scalar_t>();
+      scalar_t* Hs = h.data_ptr<scalar_t>();
+      scalar_t* Cs = c.data_ptr<scalar_t>();
+      scalar_t* Ht = h_all[t].data_ptr<scalar_t>();
+      for_rows(n, H, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          if (w_peep) {
+            lstm_forward_row<true>(P + b * 4 * H, w_peep, Cs + b * H, Gt + b * 4 * H, Ct + b * H,
+                                   Ht + b * H, H);
+          } else {
+            lstm_forward_row<false>(P + b * 4 * H, w_peep, Cs + b * H, Gt + b * 4 * H,
+                                    Ct + b * H, Ht + b * H, H);
+          }
+        }
+      });
+      for (int64_t b = 0; b < n; ++b) {
+        std::memcpy(Hs + b * H, Ht + b * H, sizeof(scalar_t) * H);
+      }
+    }
+  });
+  return {h_all, c_all, gates, h, c, h_prev_t};
+}
+
+// Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n, d_c_n: (B, H).
+// Returns d_gates (T, B, 4H) (gradients of the gate pre-activations, zero at inactive rows;
+// the caller turns them into weight and input gradients with one GEMM each), its transpose
+// d_gates_t (4H, T*B), d_h0, d_c0.
+// w_hh_t_packed, if given, is w_hh^T (H, 4H) packed for oneDNN.
+std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& d_c_n,
+                                  const Tensor& gates, const Tensor& c_all, const Tensor& c0,
+                                  const Tensor& w_hh, const std::optional<Tensor>& w_hh_t_packed,
+                                  const std::optional<Tensor>& peephole,
+                                  const std::optional<Tensor>& mask,
+                                  const std::vector<int64_t>& batch_sizes) {
+  const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
+  auto d_gates = at::empty_like(gates);
+  auto d_gates_t = at::empty({4 * H, T * B}, gates.options());  // d_gates^T, for weight grads
+  auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
+  auto d_c = d_c_n.clone();
+  auto w_hh_t = w_hh.t();  // (H, 4H): d_h_prev = d_gates @ w_hh
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
+    const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
+      zero_rows_from(d_gates[t].data_ptr<scalar_t>(), n, B, 4 * H);
+      if (n < B) d_gates_t.narrow(1, t * B + n, B - n).zero_();
+      if (n == 0) continue;
+      const scalar_t* G = gates[t].data_ptr<scalar_t>();
+      const scalar_t* C = c_all[t].data_ptr<scalar_t>();
+      const scalar_t* Cp = (t > 0 ? c_all[t - 1] : c0).data_ptr<scalar_t>();
+      const scalar_t* dHo = d_h_all[t].data_ptr<scalar_t>();
+      scalar_t* dG = d_gates[t].data_ptr<scalar_t>();
+      scalar_t* dH = d_h.data_ptr<scalar_t>();
+      scalar_t* dC = d_c.data_ptr<scalar_t>();
+      for_rows(n, H, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t r = b * H;
+          if (w_peep) {
+            lstm_backward_row<true>(G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r,
+                                    dG + 4 * r, H);
+          } else {
+            lstm_backward_row<false>(G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r,
+                                     dG + 4 * r, H);
+          }
+        }
+      });
+      auto d_g_rows = d_gates[t].narrow(0, 0, n);
+      transpose_block(d_g_rows.data_ptr<scalar_t>(), n, 4 * H,
+                      d_gates_t.data_ptr<scalar_t>() + t * B, T * B);
+      auto d_h_prev = gemm_nt(d_g_rows, w_hh_t, w_hh_t_packed);  // (n, H)
+      if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
+      d_h.narrow(0, 0, n).copy_(d_h_prev);
+    }
+  });
+  return {d_gates, d_gates_t, d_h, d_c};
+}
+
+}  // namespace rnnkit
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence");
+  m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time");
+}
