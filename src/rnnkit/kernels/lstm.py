@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
 
@@ -55,3 +57,20 @@ class LSTMFunction(torch.autograd.Function):
                 [(d_i * c_prev).sum((0, 1)), (d_f * c_prev).sum((0, 1)), (d_o * c_all).sum((0, 1))]
             )
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None
+
+
+def applies(equations: Any) -> bool:
+    return isinstance(equations, LSTMEquations) and not (
+        equations.layer_norm or equations.proj_size
+    )
+
+
+def run(
+    equations: LSTMEquations, p: Any, x: Tensor, state: LSTMState, mask: Tensor | None,
+    batch_sizes: list[int],
+) -> tuple[Tensor, LSTMState]:  # fmt: skip
+    h_all, h_n, c_n = LSTMFunction.apply(
+        x, state.h, state.c, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"),
+        p.get("weight_peephole"), mask, batch_sizes,
+    )  # fmt: skip
+    return h_all, LSTMState(h_n, c_n)
