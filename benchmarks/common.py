@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 import platform
 import statistics
@@ -11,17 +13,57 @@ from collections.abc import Callable
 import torch
 
 
-def machine_description() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    return cpu
+
+
+def machine_description() -> str:
     return (
-        f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} "
+        f"{cpu_model()}; {os.cpu_count()} cores; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); Python {platform.python_version()}"
     )
+
+
+def package_version(name: str) -> str | None:
+    """``module.__version__`` of an importable package, else None (import errors included)."""
+    try:
+        module = importlib.import_module(name)
+    except Exception:  # an optional package may fail to import in many ways
+        return None
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def interleaved_times(
+    candidates: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Run every candidate once per round, ``repeats`` rounds; return each one's seconds per round.
+
+    ``warmup`` rounds (every candidate once each) run first and are not timed. The order of the
+    candidates reverses between rounds (ABBA), so none always runs first: any drift of the
+    machine (frequency, other load, warm caches, the allocator) is spread over all of them.
+    """
+    gc.collect()
+    order = list(candidates.items())
+    for _ in range(warmup):
+        order.reverse()
+        for _, fn in order:
+            fn()
+    order = list(candidates.items())
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        order.reverse()
+        for name, fn in order:
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def interleaved_medians(
@@ -30,17 +72,52 @@ def interleaved_medians(
     """Run every candidate once per round, ``repeats`` rounds, and return median seconds each.
 
     Interleaving spreads any drift of the machine (frequency, other load) over all candidates;
-    the order alternates between rounds.
+    the order alternates between rounds (see :func:`interleaved_times`).
     """
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    order = list(candidates.items())
-    for _ in range(repeats):
-        order.reverse()  # ABBA: neither candidate always runs first (warm caches, allocator)
-        for name, fn in order:
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_times(candidates, repeats, warmup)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _system_busy_seconds() -> float | None:
+    """CPU-seconds every process has run since boot (Linux /proc/stat); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        # cpu user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+        ticks = sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8))
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _own_busy_seconds() -> float:
+    """CPU-seconds of this process and its finished children."""
+    try:
+        import resource
+    except ImportError:  # not on Unix: /proc/stat is missing too, so this is never used
+        return 0.0
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+class OtherLoad:
+    """How many cores other processes kept busy, on average, between ``start`` and ``stop``.
+
+    Other load spoils timings (and a thread pool waiting on a preempted thread can slow a
+    multi-threaded kernel many times over), so a run reports it next to its numbers.
+    """
+
+    def start(self) -> OtherLoad:
+        self._wall, self._system, self._own = (
+            time.perf_counter(), _system_busy_seconds(), _own_busy_seconds(),
+        )  # fmt: skip
+        return self
+
+    def stop(self) -> float | None:
+        """Average number of cores busy with other processes; None where unknown."""
+        system = _system_busy_seconds()
+        if system is None or self._system is None:
+            return None
+        wall = time.perf_counter() - self._wall
+        others = (system - self._system) - (_own_busy_seconds() - self._own)
+        return max(0.0, others / wall) if wall > 0 else None

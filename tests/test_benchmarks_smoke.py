@@ -1,0 +1,141 @@
+"""Smoke test of the speed suite (benchmarks/bench_speed.py): its --quick mode runs end to end and
+returns a complete, well-formed table. Nothing here asserts anything about speed: timings on a
+shared CI machine say nothing, and --quick's shapes are too small to mean anything anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+import pytest
+import torch
+from benchmarks import bench_speed
+
+LAYER_CASES = [
+    f"{kind}-a-{mode}"
+    for kind in ("lstm", "bilstm", "gru", "rnn_tanh", "rnn_relu")
+    for mode in ("train", "infer")
+]
+EXPECTED = {
+    **{case: {"rnnkit", "torch.nn"} for case in LAYER_CASES},
+    **{
+        f"lstm_{option}-a-train": {"rnnkit", "torch.nn plain LSTM"}
+        for option in ("peephole", "layer_norm", "recurrent_dropout")
+    },
+    "lstm_lengths-a-train": {"rnnkit lengths=", "rnnkit full length", "torch.nn packed"},
+    "streaming-lstm": {"rnnkit", "rnnkit .step", "torch.nn"},
+    "streaming-gru": {"rnnkit", "rnnkit .step", "torch.nn"},
+    "minrnn-T32-train": {"rnnkit MinGRU", "rnnkit MinLSTM", "torch.nn GRU"},
+}
+OPTIONAL = ("jax", "keras")  # extra rows of lstm-a-train where those packages are installed
+
+
+def run_main(argv: list[str]) -> tuple[list[dict], str]:
+    """main(argv) on one intra-op thread (restored after), with what it printed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            rows = bench_speed.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    return rows, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick() -> tuple[list[dict], str]:
+    return run_main(["--quick", "--markdown"])
+
+
+def by_case(rows: list[dict]) -> dict[str, list[dict]]:
+    cases: dict[str, list[dict]] = {}
+    for row in rows:
+        cases.setdefault(row["case"], []).append(row)
+    return cases
+
+
+def test_quick_has_every_case_and_implementation(quick):
+    rows, _ = quick
+    cases = by_case(rows)
+    assert list(cases) == list(EXPECTED)
+    for case, expected in EXPECTED.items():
+        names = {row["implementation"] for row in cases[case]}
+        extras = {name for name in names - expected if name.startswith(OPTIONAL)}
+        assert names - extras == expected, case
+        assert case == "lstm-a-train" or not extras
+
+
+def test_quick_numbers_are_positive_and_finite(quick):
+    rows, _ = quick
+    for row in rows:
+        for key in ("seconds", "tokens_per_s", "gflops_per_s", "pct_peak", "ratio_vs_torch"):
+            value = row[key]
+            assert isinstance(value, float) and math.isfinite(value) and value > 0, (row, key)
+    for case, case_rows in by_case(rows).items():
+        (reference,) = [row for row in case_rows if row["reference"]]
+        assert reference["implementation"].startswith("torch.nn"), case
+        assert reference["ratio_vs_torch"] == 1.0
+
+
+def test_quick_extras(quick):
+    rows, _ = quick
+    cases = by_case(rows)
+    (with_lengths,) = [
+        r for r in cases["lstm_lengths-a-train"] if r["implementation"] == "rnnkit lengths="
+    ]
+    assert (
+        math.isfinite(with_lengths["lengths_over_full"]) and with_lengths["lengths_over_full"] > 0
+    )
+    for row in cases["streaming-lstm"] + cases["streaming-gru"]:
+        assert math.isfinite(row["us_per_step"]) and row["us_per_step"] > 0
+    errors = [row["rel_error"] for row in cases["minrnn-T32-train"] if "rel_error" in row]
+    assert len(errors) == 2 and all(math.isfinite(e) and e >= 0 for e in errors)
+
+
+def test_quick_prints_header_and_tables(quick):
+    rows, printed = quick
+    for text in ("machine:", "torch threads: 1", "versions:", "rnnkit backend:", "GEMM peak:"):
+        assert text in printed
+    assert "| case | configuration | implementation |" in printed  # --markdown
+    for row in rows:
+        assert row["case"] in printed and row["implementation"] in printed
+
+
+def test_gemm_flop_formulas():
+    # config a LSTM forward: 2*T*B*G*H*(I + H)
+    assert bench_speed.gemm_flops("lstm", 128 * 32, 128, 256) == 2 * 128 * 32 * 4 * 256 * 384
+    # training is 3x forward; layer 2 of a bidirectional stack reads both directions
+    tokens, I, H = 10, 3, 5
+    layer0, layer1 = 2 * tokens * 3 * H * (I + H), 2 * tokens * 3 * H * (2 * H + H)
+    flops = bench_speed.gemm_flops("gru", tokens, I, H, 2, bidirectional=True, train=True)
+    assert flops == 3 * 2 * (layer0 + layer1)
+    # a projected LSTM feeds back P and adds the projection GEMM
+    assert bench_speed.gemm_flops("lstm", 1, 3, 5, proj_size=2) == 2 * 4 * 5 * (3 + 2) + 2 * 5 * 2
+    # minGRU / minLSTM: no recurrent GEMM
+    assert bench_speed.gemm_flops("mingru", 7, 3, 5) == 2 * 7 * 2 * 5 * 3
+    assert bench_speed.gemm_flops("minlstm", 7, 3, 5) == 2 * 7 * 3 * 5 * 3
+
+
+def test_case_selection_and_listing():
+    cases = bench_speed.all_cases(quick=True)
+    assert [c.id for c in bench_speed.select(cases, "lstm")] == ["lstm-a-train", "lstm-a-infer"]
+    assert {c.id for c in bench_speed.select(cases, "streaming-*,minrnn")} == {
+        "streaming-lstm", "streaming-gru", "minrnn-T32-train",
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="no case matches"):
+        bench_speed.select(cases, "no-such-case")
+    full = {c.id for c in bench_speed.all_cases(quick=False)}
+    assert {"lstm-b-train", "minrnn-T4096-train", "memory-lstm-b-train"} <= full
+    assert "bilstm-b-train" not in full
+    rows, printed = run_main(["--quick", "--list-cases"])
+    assert rows == [] and "streaming-gru" in printed
+
+
+def test_peak_memory_subprocess_runs():
+    shape = bench_speed.Shape(B=2, T=4, I=3, H=5, L=2)
+    for impl in ("rnnkit", "torch.nn"):
+        mib = bench_speed.peak_rss_increase_mib(impl, shape)
+        assert math.isfinite(mib) and mib >= 0
