@@ -11,6 +11,7 @@ from torch import Tensor
 from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
+from .workspace import scratch
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -26,28 +27,34 @@ class LSTMFunction(torch.autograd.Function):
         T, B, I = x.shape
         bias = None if b_ih is None else b_ih + b_hh
         xp = gemm.linear(x.reshape(T * B, I), w_ih, bias).view(T, B, -1)  # (T, B, 4H)
-        h_all, c_all, gates, h_n, c_n, h_prev_t = ext.lstm_forward(
+        h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), peephole, mask,
             batch_sizes,
         )  # fmt: skip
-        ctx.save_for_backward(x, c0, w_ih, w_hh, peephole, mask, c_all, gates, h_prev_t)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates)
         ctx.batch_sizes, ctx.has_bias = batch_sizes, b_ih is not None
         return h_all, h_n, c_n
 
     @staticmethod
     def backward(ctx: Any, d_h_all, d_h_n, d_c_n):
-        x, c0, w_ih, w_hh, peephole, mask, c_all, gates, h_prev_t = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates = ctx.saved_tensors
         ext = load_extension("lstm")
         T, B, I = x.shape
         w_hh_t = w_hh.t().contiguous()
         d_gates, d_gates_t, d_h0, d_c0 = ext.lstm_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
             c0.contiguous(), w_hh, gemm.pack(w_hh_t, B), peephole, mask, ctx.batch_sizes,
+            scratch("lstm.d_gates", gates.shape, gates),
+            scratch("lstm.d_gates_t", (gates.shape[2], T * B), gates),
         )  # fmt: skip
         d_g = d_gates.view(T * B, -1)  # (T*B, 4H)
         d_x = gemm.linear(d_g, w_ih.t()).view(T, B, I) if ctx.needs_input_grad[0] else None
-        d_w_ih = gemm.linear(d_gates_t, x.reshape(T * B, I).t())  # (4H, I), summed over steps
-        d_w_hh = gemm.linear(d_gates_t, h_prev_t)  # (4H, H)
+        h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]])  # (T, B, H): h_{t-1}
+        if mask is not None:
+            h_prev = h_prev * mask  # as the recurrent weights saw it
+        # Weight gradients summed over all steps, one GEMM each, from transposed operands.
+        d_w_ih = gemm.linear(d_gates_t, ext.transpose(x.reshape(T * B, I)))  # (4H, I)
+        d_w_hh = gemm.linear(d_gates_t, ext.transpose(h_prev.view(T * B, -1)))  # (4H, H)
         d_b = d_g.sum(0) if ctx.has_bias else None
         d_peephole = None
         if peephole is not None:

