@@ -14,6 +14,7 @@ from .cells import MinLSTMCell as MinLSTMCell
 from .cells import MinRNNState as MinRNNState
 from .cells import RNNCell as RNNCell
 from .cells import RNNState as RNNState
+from .kernels import backend as backend
 from .layers import GRU as GRU
 from .layers import LSTM as LSTM
 from .layers import RNN as RNN
@@ -24,6 +25,7 @@ from .layers import reference_implementation as reference_implementation
 __version__ = "0.1.0"
 
 __all__ = [
+    "backend",
     "GRU",
     "LSTM",
     "RNN",

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -45,12 +46,12 @@ inline Tensor gemm_nt(const Tensor& x, const Tensor& w, const std::optional<Tens
   return at::mm(x, w.t());
 }
 
-// exp for float32 (Cephes' polynomial after range reduction), written branch-free so loops over
-// it vectorise; relative error ~2e-7 on the clamped range.
+// exp for float32: Cephes' polynomial after range reduction (relative error ~2e-7), written
+// with selects instead of branches so loops over it vectorise. Overflow gives inf, underflow 0,
+// and NaN stays NaN (both comparisons are false for it).
 inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  const float fn = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -58,10 +59,14 @@ inline float exp_approx(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  int32_t n = static_cast<int32_t>(fn);
+  n = n < -126 ? -126 : (n > 127 ? 127 : n);
+  const int32_t bits = (n + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  float v = p * scale;
+  v = x > 88.0f ? std::numeric_limits<float>::infinity() : v;
+  return x < -87.0f ? 0.0f : v;
 }
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }

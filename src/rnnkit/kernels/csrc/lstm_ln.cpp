@@ -1,0 +1,243 @@
+// Layer-normalised LSTM (Ba et al. 2016, as in rnnkit.cells.lstm): the time loop and BPTT in
+// C++. The input side, LN(W_ih x) * g_ih + b_ih, depends on x alone and is computed (and
+// differentiated) by the caller for all steps at once; per step this runs the recurrent GEMM,
+// the per-gate normalisation of W_hh h, the gates, and the normalisation of the cell state.
+// Batches are sorted by decreasing length: rows [0, batch_sizes[t]) are active at step t.
+#include "common.h"
+
+namespace rnnkit {
+
+constexpr double kEps = 1e-5;  // torch.nn.functional.layer_norm's default
+
+// Normalise v (H) into v_hat; return 1 / std.
+template <typename scalar_t>
+inline scalar_t normalise(const scalar_t* __restrict__ v, scalar_t* __restrict__ v_hat, int64_t H) {
+  scalar_t sum = 0, sq = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < H; ++j) sum += v[j];
+  const scalar_t mean = sum / H;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t j = 0; j < H; ++j) sq += (v[j] - mean) * (v[j] - mean);  // two passes: no cancellation
+  const scalar_t var = sq / H;
+  const scalar_t rstd = scalar_t(1) / std::sqrt(var + scalar_t(kEps));
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) v_hat[j] = (v[j] - mean) * rstd;
+  return rstd;
+}
+
+// Backward of v_hat = normalise(v): d_v = rstd * (d_hat - mean(d_hat) - v_hat * mean(d_hat v_hat)).
+template <typename scalar_t>
+inline void normalise_backward(const scalar_t* __restrict__ d_hat,
+                               const scalar_t* __restrict__ v_hat, scalar_t rstd,
+                               scalar_t* __restrict__ d_v, int64_t H) {
+  scalar_t s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+  for (int64_t j = 0; j < H; ++j) {
+    s1 += d_hat[j];
+    s2 += d_hat[j] * v_hat[j];
+  }
+  s1 /= H;
+  s2 /= H;
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) d_v[j] = rstd * (d_hat[j] - s1 - v_hat[j] * s2);
+}
+
+// Forward of one row. xp: (4H) input side incl. b_ih; hh: (4H) raw W_hh h_{t-1}; c: (H) state,
+// updated in place. Saves gates (4H: i, f, g, o), hh_hat (4H), rstd_hh (4), c_hat (H), rstd_c.
+template <bool kPeephole, typename scalar_t>
+inline void ln_forward_row(const scalar_t* __restrict__ xp, const scalar_t* __restrict__ hh,
+                           const scalar_t* __restrict__ g_hh, const scalar_t* b_hh,
+                           const scalar_t* __restrict__ g_c, const scalar_t* __restrict__ b_c,
+                           const scalar_t* w_peep, scalar_t* __restrict__ c,
+                           scalar_t* __restrict__ gates, scalar_t* __restrict__ hh_hat,
+                           scalar_t* __restrict__ rstd_hh, scalar_t* __restrict__ c_hat,
+                           scalar_t* __restrict__ rstd_c, scalar_t* __restrict__ c_out,
+                           scalar_t* __restrict__ h_out, int64_t H) {
+  for (int64_t k = 0; k < 4; ++k) rstd_hh[k] = normalise(hh + k * H, hh_hat + k * H, H);
+  scalar_t* __restrict__ pre = gates;  // pre-activations first, activated in place below
+#pragma omp simd
+  for (int64_t m = 0; m < 4 * H; ++m) pre[m] = xp[m] + hh_hat[m] * g_hh[m] + (b_hh ? b_hh[m] : 0);
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const scalar_t c_prev = c[j];
+    scalar_t pi = pre[j], pf = pre[H + j];
+    if constexpr (kPeephole) {
+      pi += w_peep[j] * c_prev;
+      pf += w_peep[H + j] * c_prev;
+    }
+    const scalar_t i = sigmoid(pi), f = sigmoid(pf), g = tanh_(pre[2 * H + j]);
+    gates[j] = i;
+    gates[H + j] = f;
+    gates[2 * H + j] = g;
+    c[j] = f * c_prev + i * g;
+    c_out[j] = c[j];
+  }
+  *rstd_c = normalise(c, c_hat, H);
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    scalar_t po = pre[3 * H + j];
+    if constexpr (kPeephole) po += w_peep[2 * H + j] * c[j];
+    const scalar_t o = sigmoid(po);
+    gates[3 * H + j] = o;
+    h_out[j] = o * tanh_(c_hat[j] * g_c[j] + b_c[j]);
+  }
+}
+
+std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
+                                    const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
+                                    const std::optional<Tensor>& b_hh, const Tensor& g_hh,
+                                    const Tensor& g_c, const Tensor& b_c,
+                                    const std::optional<Tensor>& peephole,
+                                    const std::optional<Tensor>& mask,
+                                    const std::vector<int64_t>& batch_sizes) {
+  const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1);
+  auto h_all = at::empty({T, B, H}, h0.options());
+  auto c_all = at::empty({T, B, H}, c0.options());
+  auto gates = at::empty({T, B, 4 * H}, xp.options());
+  auto hh_hat = at::empty({T, B, 4 * H}, xp.options());
+  auto rstd_hh = at::empty({T, B, 4}, xp.options());
+  auto c_hat = at::empty({T, B, H}, xp.options());
+  auto rstd_c = at::empty({T, B}, xp.options());
+  auto h = h0.clone();
+  auto c = c0.clone();
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_ln_forward", [&] {
+    const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bh = b_hh ? b_hh->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* gh = g_hh.data_ptr<scalar_t>();
+    const scalar_t* gc = g_c.data_ptr<scalar_t>();
+    const scalar_t* bc = b_c.data_ptr<scalar_t>();
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
+      for (auto* buf : {&h_all, &c_all, &c_hat}) zero_rows_from((*buf)[t].data_ptr<scalar_t>(), n, B, H);
+      zero_rows_from(gates[t].data_ptr<scalar_t>(), n, B, 4 * H);
+      zero_rows_from(hh_hat[t].data_ptr<scalar_t>(), n, B, 4 * H);
+      zero_rows_from(rstd_hh[t].data_ptr<scalar_t>(), n, B, 4);
+      zero_rows_from(rstd_c[t].data_ptr<scalar_t>(), n, B, 1);
+      if (n == 0) continue;
+      auto h_in = (mask ? h * *mask : h).narrow(0, 0, n);
+      auto hh = gemm_nt(h_in, w_hh, w_hh_packed);  // (n, 4H), raw
+      const scalar_t* XP = xp[t].data_ptr<scalar_t>();
+      const scalar_t* HH = hh.data_ptr<scalar_t>();
+      scalar_t *G = gates[t].data_ptr<scalar_t>(), *HHh = hh_hat[t].data_ptr<scalar_t>();
+      scalar_t *Rh = rstd_hh[t].data_ptr<scalar_t>(), *Ch = c_hat[t].data_ptr<scalar_t>();
+      scalar_t *Rc = rstd_c[t].data_ptr<scalar_t>(), *Ct = c_all[t].data_ptr<scalar_t>();
+      scalar_t *Ht = h_all[t].data_ptr<scalar_t>(), *Cs = c.data_ptr<scalar_t>();
+      for_rows(n, 4 * H, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t r = b * H;
+          auto row = w_peep ? ln_forward_row<true, scalar_t> : ln_forward_row<false, scalar_t>;
+          row(XP + 4 * r, HH + 4 * r, gh, bh, gc, bc, w_peep, Cs + r, G + 4 * r, HHh + 4 * r,
+              Rh + 4 * b, Ch + r, Rc + b, Ct + r, Ht + r, H);
+        }
+      });
+      std::memcpy(h.data_ptr<scalar_t>(), Ht, sizeof(scalar_t) * n * H);
+    }
+  });
+  return {h_all, c_all, gates, hh_hat, rstd_hh, c_hat, rstd_c, h, c};
+}
+
+// Backward of one row. Writes d_gates (4H: gradient of the gate pre-activations, which is also
+// that of xp and b_hh), d_hh (4H: gradient of the raw W_hh h), d_c_read (H: gradient of the
+// normalised cell state after its gain and bias, for the g_c and b_c gradients); updates d_c.
+template <bool kPeephole, typename scalar_t>
+inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ c,
+                            const scalar_t* __restrict__ c_prev, const scalar_t* __restrict__ c_hat,
+                            scalar_t rstd_c, const scalar_t* __restrict__ hh_hat,
+                            const scalar_t* __restrict__ rstd_hh, const scalar_t* __restrict__ g_hh,
+                            const scalar_t* __restrict__ g_c, const scalar_t* __restrict__ b_c,
+                            const scalar_t* w_peep, const scalar_t* __restrict__ d_out,
+                            const scalar_t* __restrict__ d_h, scalar_t* __restrict__ d_c,
+                            scalar_t* __restrict__ d_g, scalar_t* __restrict__ d_hh,
+                            scalar_t* __restrict__ d_c_read, scalar_t* scratch, int64_t H) {
+  // scratch: 2H per thread.
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const scalar_t o = g[3 * H + j];
+    const scalar_t tc = tanh_(c_hat[j] * g_c[j] + b_c[j]);
+    const scalar_t dh = d_out[j] + d_h[j];
+    d_g[3 * H + j] = dh * tc * o * (1 - o);
+    d_c_read[j] = dh * o * (1 - tc * tc);
+    scratch[j] = d_c_read[j] * g_c[j];  // gradient of c_hat
+  }
+  scalar_t* __restrict__ d_c_ln = scratch + H;
+  normalise_backward(scratch, c_hat, rstd_c, d_c_ln, H);  // gradient of c_t through the LN
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const scalar_t i = g[j], f = g[H + j], gg = g[2 * H + j];
+    scalar_t dc = d_c[j] + d_c_ln[j];
+    if constexpr (kPeephole) dc += d_g[3 * H + j] * w_peep[2 * H + j];
+    const scalar_t di = dc * gg * i * (1 - i), df = dc * c_prev[j] * f * (1 - f);
+    scalar_t dc_prev = dc * f;
+    if constexpr (kPeephole) dc_prev += di * w_peep[j] + df * w_peep[H + j];
+    d_g[j] = di;
+    d_g[H + j] = df;
+    d_g[2 * H + j] = dc * i * (1 - gg * gg);
+    d_c[j] = dc_prev;
+  }
+  for (int64_t k = 0; k < 4; ++k) {
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) scratch[j] = d_g[k * H + j] * g_hh[k * H + j];
+    normalise_backward(scratch, hh_hat + k * H, rstd_hh[k], d_hh + k * H, H);
+  }
+}
+
+std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
+                                     const Tensor& d_c_n, const Tensor& gates,
+                                     const Tensor& c_all, const Tensor& c0, const Tensor& hh_hat,
+                                     const Tensor& rstd_hh, const Tensor& c_hat,
+                                     const Tensor& rstd_c, const Tensor& w_hh,
+                                     const std::optional<Tensor>& w_hh_t_packed,
+                                     const Tensor& g_hh, const Tensor& g_c, const Tensor& b_c,
+                                     const std::optional<Tensor>& peephole,
+                                     const std::optional<Tensor>& mask,
+                                     const std::vector<int64_t>& batch_sizes) {
+  const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
+  auto d_gates = at::empty_like(gates);
+  auto d_hh = at::empty_like(gates);
+  auto d_c_read = at::empty_like(c_all);
+  auto scratch = at::empty({at::get_num_threads(), 2 * H}, c0.options());
+  auto d_h = d_h_n.clone();
+  auto d_c = d_c_n.clone();
+  auto w_hh_t = w_hh.t();
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_ln_backward", [&] {
+    const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
+    const scalar_t *gh = g_hh.data_ptr<scalar_t>(), *gc = g_c.data_ptr<scalar_t>();
+    const scalar_t* bc = b_c.data_ptr<scalar_t>();
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
+      zero_rows_from(d_gates[t].data_ptr<scalar_t>(), n, B, 4 * H);
+      zero_rows_from(d_hh[t].data_ptr<scalar_t>(), n, B, 4 * H);
+      zero_rows_from(d_c_read[t].data_ptr<scalar_t>(), n, B, H);
+      if (n == 0) continue;
+      const scalar_t *G = gates[t].data_ptr<scalar_t>(), *C = c_all[t].data_ptr<scalar_t>();
+      const scalar_t* Cp = (t > 0 ? c_all[t - 1] : c0).data_ptr<scalar_t>();
+      const scalar_t *Ch = c_hat[t].data_ptr<scalar_t>(), *Rc = rstd_c[t].data_ptr<scalar_t>();
+      const scalar_t *HHh = hh_hat[t].data_ptr<scalar_t>(), *Rh = rstd_hh[t].data_ptr<scalar_t>();
+      const scalar_t* dHo = d_h_all[t].data_ptr<scalar_t>();
+      scalar_t *dH = d_h.data_ptr<scalar_t>(), *dC = d_c.data_ptr<scalar_t>();
+      scalar_t *dG = d_gates[t].data_ptr<scalar_t>(), *dHH = d_hh[t].data_ptr<scalar_t>();
+      scalar_t* dCr = d_c_read[t].data_ptr<scalar_t>();
+      scalar_t* S = scratch.data_ptr<scalar_t>();
+      for_rows(n, 4 * H, [&](int64_t begin, int64_t end) {
+        scalar_t* s = S + at::get_thread_num() * 2 * H;
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t r = b * H;
+          auto row = w_peep ? ln_backward_row<true, scalar_t> : ln_backward_row<false, scalar_t>;
+          row(G + 4 * r, C + r, Cp + r, Ch + r, Rc[b], HHh + 4 * r, Rh + 4 * b, gh, gc, bc,
+              w_peep, dHo + r, dH + r, dC + r, dG + 4 * r, dHH + 4 * r, dCr + r, s, H);
+        }
+      });
+      auto d_h_prev = gemm_nt(d_hh[t].narrow(0, 0, n), w_hh_t, w_hh_t_packed);  // (n, H)
+      if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
+      d_h.narrow(0, 0, n).copy_(d_h_prev);
+    }
+  });
+  return {d_gates, d_hh, d_c_read, d_h, d_c};
+}
+
+}  // namespace rnnkit
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_ln_forward", &rnnkit::lstm_ln_forward, "layer-norm LSTM forward");
+  m.def("lstm_ln_backward", &rnnkit::lstm_ln_backward, "layer-norm LSTM backward through time");
+}

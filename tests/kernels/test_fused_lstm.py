@@ -1,0 +1,140 @@
+"""The fused C++ LSTM kernels against rnnkit's readable Python loop (the reference), against
+finite differences, and the fallback when no kernel can be built."""
+
+import itertools
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit import kernels
+from rnnkit.kernels import lstm as lstm_kernel
+from rnnkit.kernels import lstm_ln as lstm_ln_kernel
+from rnnkit.kernels.build import load_extension
+from tests.helpers import assert_close
+
+OPTIONS = [
+    {},
+    {"peephole": True},
+    {"recurrent_dropout": 0.3},
+    {"layer_norm": True},
+    {"layer_norm": True, "peephole": True, "recurrent_dropout": 0.2},
+]
+
+
+def run_and_grad(layer, x, hx, lengths, seed=1):
+    torch.manual_seed(seed)  # the same recurrent-dropout masks on both paths
+    y, (h, c) = layer(x, hx, lengths=lengths)
+    weight = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)
+    loss = (y * weight).sum() + h.sum() + (c * c).sum()
+    return [y, h, c, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Count the calls of each fused kernel, so a silent fallback cannot pass a test."""
+    counts = {"lstm": 0, "lstm_ln": 0}
+    for name, module in (("lstm", lstm_kernel), ("lstm_ln", lstm_ln_kernel)):
+        original = module.run
+
+        def counted(*args, _name=name, _original=original):
+            counts[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(module, "run", counted)
+    return counts
+
+
+@pytest.mark.parametrize(
+    "options,bidirectional,batch_first,lengths",
+    list(itertools.product(OPTIONS, [False, True], [False, True], ["ragged", "full"])),
+)
+def test_fused_equals_reference_loop_float64(options, bidirectional, batch_first, lengths, calls):
+    layer = rnnkit.LSTM(5, 8, 2, bidirectional=bidirectional, batch_first=batch_first,
+                        dtype=torch.float64, **options).train()  # fmt: skip
+    B, T, D = 5, 9, 2 if bidirectional else 1
+    x = torch.randn(
+        (B, T, 5) if batch_first else (T, B, 5), dtype=torch.float64, requires_grad=True
+    )
+    hx = (
+        torch.randn(2 * D, B, 8, dtype=torch.float64),
+        torch.randn(2 * D, B, 8, dtype=torch.float64),
+    )
+    lens = torch.tensor([9, 3, 0, 6, 9]) if lengths == "ragged" else torch.full((B,), T)
+    fast = run_and_grad(layer, x, hx, lens)
+    with rnnkit.reference_implementation():
+        slow = run_and_grad(layer, x, hx, lens)
+    for i, (f, s) in enumerate(zip(fast, slow, strict=True)):
+        assert_close(f, s, 1e-10 * max(1.0, s.abs().max().item()), f"tensor {i}")  # relative
+    assert calls["lstm_ln" if options.get("layer_norm") else "lstm"] == 2 * D
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_fused_float32_is_as_close_to_float64_as_the_reference(options):
+    layer = rnnkit.LSTM(6, 16, bidirectional=True, **options).train()
+    x = torch.randn(12, 4, 6, requires_grad=True)
+    lengths = torch.tensor([12, 5, 1, 9])
+    fast = run_and_grad(layer, x, None, lengths)
+    with rnnkit.reference_implementation():
+        slow = run_and_grad(layer, x, None, lengths)
+        gold = run_and_grad(layer.double(), x.detach().double().requires_grad_(), None, lengths)
+    for f, s, g in zip(fast, slow, gold, strict=True):
+        scale = g.abs().max().item() + 1e-12
+        fast_err = (f.double() - g).abs().max().item() / scale
+        ref_err = (s.double() - g).abs().max().item() / scale
+        assert fast_err < max(1e-5, 4 * ref_err), (fast_err, ref_err)
+
+
+def test_gradcheck_of_the_lstm_functions():
+    T, B, I, H = 4, 3, 3, 4
+
+    def rand(*shape):
+        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+    x, h0, c0 = rand(T, B, I), rand(B, H), rand(B, H)
+    w_ih, w_hh, b_ih, b_hh, peep = (
+        rand(4 * H, I),
+        rand(4 * H, H),
+        rand(4 * H),
+        rand(4 * H),
+        rand(3, H),
+    )
+    mask = torch.bernoulli(torch.full((B, H), 0.7, dtype=torch.float64)) / 0.7
+    sizes = [3, 3, 2, 1]
+    assert torch.autograd.gradcheck(
+        lambda *a: lstm_kernel.LSTMFunction.apply(*a, mask, sizes),
+        (x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep),
+    )
+    xp, g_hh, g_c, b_c = rand(T, B, 4 * H), rand(4 * H), rand(H), rand(H)
+    assert torch.autograd.gradcheck(
+        lambda *a: lstm_ln_kernel.LayerNormLSTMFunction.apply(*a, mask, sizes),
+        (xp, h0, c0, w_hh, b_hh, g_hh, g_c, b_c, peep),
+    )
+
+
+@pytest.mark.parametrize("options", [{"peephole": True}, {"layer_norm": True}])
+def test_non_finite_values_propagate(options):
+    # The kernels are compiled with finite-math flags; a NaN must still come out as NaN.
+    layer = rnnkit.LSTM(3, 8, **options)
+    x = torch.randn(5, 2, 3)
+    x[2, 0, 1] = float("nan")
+    y, (h, c) = layer(x, lengths=torch.tensor([5, 5]))
+    assert torch.isnan(y[2:, 0]).all() and torch.isnan(h[0, 0]).all()
+    assert torch.isfinite(y[:, 1]).all()
+
+
+def test_fallback_without_kernels_gives_the_same_numbers(monkeypatch):
+    layer = rnnkit.LSTM(4, 6, peephole=True, dtype=torch.float64)
+    x = torch.randn(7, 3, 4, dtype=torch.float64)
+    lengths = torch.tensor([7, 2, 5])
+    fused, _ = layer(x, lengths=lengths)
+    monkeypatch.setattr(kernels, "load_extension", lambda name: None)
+    fallback, _ = layer(x, lengths=lengths)
+    assert_close(fused, fallback, 1e-12)
+
+
+def test_backend_reports_each_kernel():
+    report = rnnkit.backend()
+    assert set(report) == set(kernels.KERNELS)
+    assert all(load_extension(name) is not None for name in report)  # built on this machine
+    assert all("C++ time loop" in text for text in report.values())
