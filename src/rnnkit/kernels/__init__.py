@@ -21,7 +21,7 @@ from ..cells.base import CellEquations, Params
 from .build import backend as backend
 from .build import load_extension
 
-KERNELS = ("lstm", "lstm_ln")
+KERNELS = ("lstm", "lstm_ln", "gru")
 
 
 def fused_direction(
@@ -34,12 +34,8 @@ def fused_direction(
 ) -> tuple[Tensor, Any] | None:
     """Run one direction over x (T, B, I) (already reversed if it is the reverse direction);
     None if no fused kernel applies."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        return None
-    if torch.is_autocast_enabled("cpu"):
-        return None
-    kernel = next((k for k in _modules() if k.applies(equations)), None)
-    if kernel is None or load_extension(kernel.__name__.rsplit(".", 1)[-1]) is None:
+    kernel = _kernel_for(equations, x)
+    if kernel is None:
         return None
     order, batch_sizes = _sort_by_length(lengths, x.shape[0])
     if order is None:
@@ -54,6 +50,22 @@ def fused_direction(
     return outputs.index_select(1, inverse), type(final)(
         *(s.index_select(0, inverse) for s in final)
     )
+
+
+def fused_available(equations: CellEquations, x: Tensor) -> bool:
+    """Whether :func:`fused_direction` would run a C++ kernel for this cell and input."""
+    return _kernel_for(equations, x) is not None
+
+
+def _kernel_for(equations: CellEquations, x: Tensor) -> Any:
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    if torch.is_autocast_enabled("cpu"):
+        return None
+    kernel = next((k for k in _modules() if k.applies(equations)), None)
+    if kernel is None or load_extension(kernel.__name__.rsplit(".", 1)[-1]) is None:
+        return None
+    return kernel
 
 
 def _modules() -> list[Any]:

@@ -80,7 +80,7 @@ class RecurrentLayerMixin:
             for name in cell.parameter_shapes()
         }
 
-    def _torch_kernel_applies(self) -> bool:
+    def _torch_kernel_applies(self, input: Tensor) -> bool:
         """True when torch.nn's own kernel computes exactly this layer (no rnnkit-only option)."""
         return False
 
@@ -114,14 +114,14 @@ class RecurrentLayerMixin:
             dtype = self._parameter_dtype()
             check_packed_input(input, self._equations[0].input_size, owner, dtype)
             self._check_hx(hx, int(input.batch_sizes[0]), dtype)
-            if self._torch_kernel_applies():
+            if self._torch_kernel_applies(input.data):
                 return super().forward(input, hx)  # type: ignore[misc]
             return self._forward_packed(input, hx)
         dtype = self._parameter_dtype()
         check_sequence_input(input, self._equations[0].input_size, owner, self.batch_first, dtype)
         batch = None if input.dim() == 2 else input.shape[0 if self.batch_first else 1]
         self._check_hx(hx, batch, dtype)
-        use_torch_kernel = lengths is None and self._torch_kernel_applies()
+        use_torch_kernel = lengths is None and self._torch_kernel_applies(input)
         if use_torch_kernel and input.device.type != "cpu":
             return super().forward(input, hx)  # type: ignore[misc]  # keeps cuDNN's flattening
         unbatched = batch is None

@@ -25,6 +25,7 @@ from torch import _VF, Tensor, nn
 from ..cells.elman import ElmanEquations
 from ..cells.gru import GRUEquations
 from ..cells.lstm import LSTMEquations
+from ..kernels import fused_available
 from ..ops.validation import (
     check_nonlinearity,
     check_num_layers,
@@ -54,9 +55,17 @@ class _TorchCompatible(RecurrentLayerMixin):
         """True when the layer uses an option torch.nn lacks (fixed at construction)."""
         raise NotImplementedError
 
-    def _torch_kernel_applies(self) -> bool:
+    # Where rnnkit's fused C++ kernel beats torch.nn's on plain configurations ("train": with
+    # autograd, "infer": without), as measured by benchmarks/bench_speed.py; set per class.
+    fused_beats_torch: tuple[str, ...] = ()
+
+    def _torch_kernel_applies(self, input: Tensor) -> bool:
         dropping_recurrent = self.training and self.recurrent_dropout > 0
-        return not (reference_forced() or dropping_recurrent or self._rnnkit_only_options())
+        if reference_forced() or dropping_recurrent or self._rnnkit_only_options():
+            return False
+        mode = "train" if torch.is_grad_enabled() else "infer"
+        faster = mode in self.fused_beats_torch
+        return not (faster and fused_available(self._equations[0], input))
 
     def _torch_kernel(self, input: Tensor, hx: Any) -> tuple[Tensor, Any]:
         # The call torch.nn's forward makes, without its per-call Python bookkeeping (hx is

@@ -1,0 +1,241 @@
+// GRU time loop with hand-written BPTT (torch.nn's formulation: the reset gate scales
+// W_hn h + b_hn): only the recurrent GEMM and the fused gate math run per step; the input
+// projection and the weight gradients are single GEMMs done by the caller.
+//
+// Batches are sorted by decreasing length, so at step t the active sequences are rows
+// [0, batch_sizes[t]) and the others keep their state untouched (the masking rule of
+// rnnkit.ops.masking, with no work spent on padding).
+#include "common.h"
+
+namespace rnnkit {
+
+// One row of the forward gate math. xp: (3H) input projection, with b_ih and the r, z parts of
+// b_hh folded in; hh: (3H) W_hh h_in; b_hn: (H) or null; h: (H) state h_{t-1}, updated in place
+// to h_t; gates: (4H) r, z, n, hh_n = W_hn h_in + b_hn out; h_out: (H) out.
+template <bool kBias, typename scalar_t>
+inline void gru_forward_row(const scalar_t* __restrict__ xp, const scalar_t* __restrict__ hh,
+                            const scalar_t* __restrict__ b_hn, scalar_t* __restrict__ h,
+                            scalar_t* __restrict__ gates, scalar_t* __restrict__ h_out,
+                            int64_t H) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    scalar_t hn = hh[2 * H + j];
+    if constexpr (kBias) hn += b_hn[j];
+    const scalar_t r = sigmoid(xp[j] + hh[j]);
+    const scalar_t z = sigmoid(xp[H + j] + hh[H + j]);
+    const scalar_t n = tanh_(xp[2 * H + j] + r * hn);
+    const scalar_t h_new = n + z * (h[j] - n);  // (1 - z) n + z h, as the reference loop
+    gates[j] = r;
+    gates[H + j] = z;
+    gates[2 * H + j] = n;
+    gates[3 * H + j] = hn;
+    h[j] = h_new;
+    h_out[j] = h_new;
+  }
+}
+
+// One row of the backward gate math. g: (4H) saved r, z, n, hh_n; h_prev: (H) h_{t-1} (not
+// dropped out: it is what the z interpolation saw); d_out: (H) output gradient; d_h: (H) the
+// gradient carried into h_t, replaced by its direct part dh * z towards h_{t-1}; d_xp: (3H) out,
+// the gradient of W_ih x + b_ih; d_hh: (3H) out, the gradient of W_hh h_in + b_hh; d_hn_r: (H)
+// out, its n part again (contiguous, for the transposed copy).
+template <typename scalar_t>
+inline void gru_backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ h_prev,
+                             const scalar_t* __restrict__ d_out, scalar_t* __restrict__ d_h,
+                             scalar_t* __restrict__ d_xp, scalar_t* __restrict__ d_hh,
+                             scalar_t* __restrict__ d_hn_r, int64_t H) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const scalar_t r = g[j], z = g[H + j], n = g[2 * H + j], hn = g[3 * H + j];
+    const scalar_t dh = d_out[j] + d_h[j];
+    const scalar_t dn_pre = dh * (1 - z) * (1 - n * n);
+    const scalar_t dz_pre = dh * (h_prev[j] - n) * z * (1 - z);
+    const scalar_t dr_pre = dn_pre * hn * r * (1 - r);
+    const scalar_t dn_r = dn_pre * r;
+    d_xp[j] = dr_pre;
+    d_xp[H + j] = dz_pre;
+    d_xp[2 * H + j] = dn_pre;
+    d_hh[j] = dr_pre;
+    d_hh[H + j] = dz_pre;
+    d_hh[2 * H + j] = dn_r;
+    d_hn_r[j] = dn_r;
+    d_h[j] = dh * z;
+  }
+}
+
+// dst[k] = a[k] * b[k], k < n.
+template <typename scalar_t>
+inline void mul_into(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b,
+                     scalar_t* __restrict__ dst, int64_t n) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) dst[k] = a[k] * b[k];
+}
+
+// dst[k] *= b[k], k < n.
+template <typename scalar_t>
+inline void mul_in_place(scalar_t* __restrict__ dst, const scalar_t* __restrict__ b, int64_t n) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) dst[k] *= b[k];
+}
+
+// dst[k] += a[k] (* b[k] if b), k < n.
+template <typename scalar_t>
+inline void add_into(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b,
+                     scalar_t* __restrict__ dst, int64_t n) {
+  if (b) {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) dst[k] += a[k] * b[k];
+  } else {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) dst[k] += a[k];
+  }
+}
+
+// xp: (T, B, 3H) input projection plus b_ih and the r, z parts of b_hh; h0: (B, H);
+// w_hh: (3H, H); b_hn: (H) the n part of b_hh, or none; mask: (B, H) recurrent dropout, applied
+// to h_{t-1} where it enters w_hh only. Returns h_all (T, B, H) (zeros at inactive rows),
+// gates (T, B, 4H) (r, z, n, hh_n at active rows; the rest unset) and h_n.
+std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh,
+                                const std::optional<Tensor>& w_hh_packed,
+                                const std::optional<Tensor>& b_hn,
+                                const std::optional<Tensor>& mask,
+                                const std::vector<int64_t>& batch_sizes) {
+  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
+  TORCH_CHECK(xp.is_contiguous() && h0.is_contiguous(), "gru_forward: contiguous xp, h0");
+  TORCH_CHECK(!mask || mask->is_contiguous(), "gru_forward: contiguous mask");
+  TORCH_CHECK(batch_sizes.empty() || static_cast<int64_t>(batch_sizes.size()) == T,
+              "gru_forward: one batch size per step");
+  auto h_all = at::empty({T, B, H}, h0.options());
+  auto gates = at::empty({T, B, 4 * H}, xp.options());
+  auto h = h0.clone();
+  auto h_in = mask ? at::empty({B, H}, h0.options()) : h;  // h * mask, rows [0, n)
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_gru_forward", [&] {
+    const scalar_t* bn = b_hn ? b_hn->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
+    scalar_t* Hs = h.data_ptr<scalar_t>();
+    scalar_t* Hin = h_in.data_ptr<scalar_t>();
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
+      zero_rows_from(h_all[t].data_ptr<scalar_t>(), n, B, H);  // outputs at padded steps
+      if (n == 0) continue;
+      if (M) {
+        for_rows(n, H, [&](int64_t begin, int64_t end) {
+          mul_into(Hs + begin * H, M + begin * H, Hin + begin * H, (end - begin) * H);
+        });
+      }
+      auto hh = gemm_nt(h_in.narrow(0, 0, n), w_hh, w_hh_packed);  // (n, 3H)
+      const scalar_t* HH = hh.data_ptr<scalar_t>();
+      const scalar_t* X = xp[t].data_ptr<scalar_t>();
+      scalar_t* Gt = gates[t].data_ptr<scalar_t>();
+      scalar_t* Ht = h_all[t].data_ptr<scalar_t>();
+      for_rows(n, 3 * H, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          if (bn) {
+            gru_forward_row<true>(X + b * 3 * H, HH + b * 3 * H, bn, Hs + b * H, Gt + b * 4 * H,
+                                  Ht + b * H, H);
+          } else {
+            gru_forward_row<false>(X + b * 3 * H, HH + b * 3 * H, bn, Hs + b * H,
+                                   Gt + b * 4 * H, Ht + b * H, H);
+          }
+        }
+      });
+    }
+  });
+  return {h_all, gates, h};
+}
+
+// Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n: (B, H); gates,
+// h_all: from gru_forward; h0: (B, H); w_hh_t_packed, if given, is w_hh^T (H, 3H) packed for
+// oneDNN. Returns d_h0 (B, H) and fills the caller's (uninitialised) buffers:
+//   d_xp (T, B, 3H): gradient of the input projection W_ih x + b_ih (zero at inactive rows);
+//   d_t (4H, T*B): [d_hh_n; d_xp^T], where d_hh_n = d_n_pre * r is the n part of the gradient
+//     of W_hh h_in + b_hh (its r, z parts equal d_xp's), so rows [0, 3H) are d_hh^T with the n
+//     block first and rows [H, 4H) are d_xp^T: one contiguous operand per weight-gradient GEMM;
+//   h_prev_t (H, T*B): h_{t-1} * mask (as the recurrent weights saw it), transposed;
+//   rows_h (T*B, H): scratch.
+// The transposes run once after the loop (per-step strided writes cost several times more).
+Tensor gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& gates,
+                    const Tensor& h_all, const Tensor& h0, const Tensor& w_hh,
+                    const std::optional<Tensor>& w_hh_t_packed, const std::optional<Tensor>& mask,
+                    const std::vector<int64_t>& batch_sizes, Tensor d_xp, Tensor d_t,
+                    Tensor h_prev_t, Tensor rows_h) {
+  const int64_t T = gates.size(0), B = gates.size(1), H = h0.size(1);
+  TORCH_CHECK(d_h_all.is_contiguous() && d_h_n.is_contiguous() && h0.is_contiguous(),
+              "gru_backward: contiguous gradients and h0");
+  TORCH_CHECK(!mask || mask->is_contiguous(), "gru_backward: contiguous mask");
+  TORCH_CHECK(d_xp.is_contiguous() && d_t.is_contiguous() && h_prev_t.is_contiguous() &&
+                  rows_h.is_contiguous(),
+              "gru_backward: contiguous buffers");
+  TORCH_CHECK(d_xp.numel() == T * B * 3 * H && d_t.numel() == 4 * H * T * B &&
+                  h_prev_t.numel() == T * B * H && rows_h.numel() == T * B * H,
+              "gru_backward: buffer sizes");
+  auto d_hh = at::empty({B, 3 * H}, gates.options());  // one step's, for the recurrent GEMM
+  auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
+  auto w_hh_t = w_hh.t();    // (H, 3H): d_h_prev = d_hh @ w_hh
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_gru_backward", [&] {
+    const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
+    scalar_t* dH = d_h.data_ptr<scalar_t>();
+    scalar_t* dHH = d_hh.data_ptr<scalar_t>();
+    scalar_t* dX_all = d_xp.data_ptr<scalar_t>();
+    scalar_t* dHN_all = rows_h.data_ptr<scalar_t>();  // d_hh_n (T*B, H) during the loop
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
+      scalar_t* dX = dX_all + t * B * 3 * H;
+      scalar_t* dHN = dHN_all + t * B * H;
+      zero_rows_from(dX, n, B, 3 * H);
+      zero_rows_from(dHN, n, B, H);
+      if (n == 0) continue;
+      const scalar_t* G = gates[t].data_ptr<scalar_t>();
+      const scalar_t* Hp = (t > 0 ? h_all[t - 1] : h0).data_ptr<scalar_t>();
+      const scalar_t* dHo = d_h_all[t].data_ptr<scalar_t>();
+      for_rows(n, 3 * H, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          gru_backward_row(G + b * 4 * H, Hp + b * H, dHo + b * H, dH + b * H, dX + b * 3 * H,
+                           dHH + b * 3 * H, dHN + b * H, H);
+        }
+      });
+      auto d_h_prev = gemm_nt(d_hh.narrow(0, 0, n), w_hh_t, w_hh_t_packed);  // (n, H)
+      const scalar_t* P = d_h_prev.data_ptr<scalar_t>();
+      for_rows(n, H, [&](int64_t begin, int64_t end) {
+        add_into(P + begin * H, M ? M + begin * H : nullptr, dH + begin * H, (end - begin) * H);
+      });
+    }
+    scalar_t* Dt = d_t.data_ptr<scalar_t>();
+    transpose_into(dHN_all, T * B, H, Dt);
+    transpose_into(dX_all, T * B, 3 * H, Dt + H * T * B);
+    // h_{t-1} at every step, masked: [h0; h_all[:-1]] (inactive rows hold finite values that
+    // meet zero columns of d_t).
+    scalar_t* Hp_all = rows_h.data_ptr<scalar_t>();
+    std::memcpy(Hp_all, h0.data_ptr<scalar_t>(), sizeof(scalar_t) * B * H);
+    if (T > 1) {
+      std::memcpy(Hp_all + B * H, h_all.data_ptr<scalar_t>(), sizeof(scalar_t) * (T - 1) * B * H);
+    }
+    if (M) {
+      for_rows(T * B, H, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          mul_in_place(Hp_all + r * H, M + (r % B) * H, H);
+        }
+      });
+    }
+    transpose_into(Hp_all, T * B, H, h_prev_t.data_ptr<scalar_t>());
+  });
+  return d_h;
+}
+
+// src (R, C) contiguous -> (C, R) contiguous.
+Tensor transpose(const Tensor& src) {
+  TORCH_CHECK(src.dim() == 2 && src.is_contiguous(), "transpose: a contiguous 2-D tensor");
+  auto out = at::empty({src.size(1), src.size(0)}, src.options());
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "rnnkit_gru_transpose", [&] {
+    transpose_into(src.data_ptr<scalar_t>(), src.size(0), src.size(1), out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+}  // namespace rnnkit
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("gru_forward", &rnnkit::gru_forward, "GRU forward over a sequence");
+  m.def("gru_backward", &rnnkit::gru_backward, "GRU backward through time");
+  m.def("transpose", &rnnkit::transpose, "2-D transpose into a new contiguous tensor");
+}

@@ -1,0 +1,89 @@
+"""Fused GRU direction: one input-projection GEMM, the C++ time loop, hand-written BPTT, and
+the weight gradients as one GEMM each over all time steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ..cells.gru import GRUEquations, GRUState
+from . import gemm
+from .build import load_extension
+from .workspace import scratch
+
+
+class GRUFunction(torch.autograd.Function):
+    """(x (T, B, I), h0 (B, H), weights..., mask, batch_sizes) -> (h_all (T, B, H), h_n).
+
+    The batch is sorted by decreasing length and ``batch_sizes[t]`` rows are active at step t
+    (all B when ``batch_sizes`` is empty). ``mask`` (B, H), if given, drops out h_{t-1} where it
+    enters ``w_hh`` (not in the z interpolation).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, mask, batch_sizes):
+        ext = load_extension("gru")
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        bias = b_hn = None
+        if b_ih is not None:
+            # b_hr, b_hz add to the pre-activations like b_ih; b_hn sits inside r * (...).
+            bias = torch.cat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :]])
+            b_hn = b_hh[2 * H :].contiguous()
+        mask = None if mask is None else mask.contiguous()
+        xp = gemm.linear(x.reshape(T * B, I), w_ih, bias).view(T, B, 3 * H)
+        h0 = h0.contiguous()
+        h_all, gates, h_n = ext.gru_forward(
+            xp, h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes
+        )
+        ctx.save_for_backward(x, h0, w_ih, w_hh, mask, h_all, gates)
+        ctx.batch_sizes, ctx.has_bias = batch_sizes, b_ih is not None
+        return h_all, h_n
+
+    @staticmethod
+    @once_differentiable  # the C++ backward is not itself differentiable: say so, not 0
+    def backward(ctx: Any, d_h_all, d_h_n):
+        x, h0, w_ih, w_hh, mask, h_all, gates = ctx.saved_tensors
+        ext = load_extension("gru")
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        w_hh_t = w_hh.t().contiguous()
+        d_xp = scratch("gru.d_xp", (T, B, 3 * H), gates)
+        d_t = scratch("gru.d_t", (4 * H, T * B), gates)
+        h_prev_t = scratch("gru.h_prev_t", (H, T * B), gates)
+        d_h0 = ext.gru_backward(
+            d_h_all.contiguous(), d_h_n.contiguous(), gates, h_all, h0, w_hh,
+            gemm.pack(w_hh_t, B), mask, ctx.batch_sizes, d_xp, d_t, h_prev_t,
+            scratch("gru.rows_h", (T * B, H), gates),
+        )  # fmt: skip
+        # d_t (4H, T*B) = [d_hh_n; d_r; d_z; d_n]^T: rows [H, 4H) are d_xp^T, rows [0, 3H) are
+        # d_hh^T with its n block first (its r, z blocks equal d_xp's).
+        d_p = d_xp.view(T * B, 3 * H)
+        d_x = gemm.linear(d_p, w_ih.t()).view(T, B, I) if ctx.needs_input_grad[0] else None
+        # Weight gradients summed over all steps, one GEMM each, from transposed operands.
+        d_w_ih = gemm.linear(d_t[H:], ext.transpose(x.reshape(T * B, I).contiguous()))  # (3H, I)
+        d_w_hh_nrz = gemm.linear(d_t[: 3 * H], h_prev_t)  # (3H, H), rows n, r, z
+        d_w_hh = torch.cat([d_w_hh_nrz[H:], d_w_hh_nrz[:H]])
+        d_b_ih = d_b_hh = None
+        if ctx.has_bias:
+            d_b_ih = d_p.sum(0)
+            d_b_hh = torch.cat([d_b_ih[: 2 * H], d_t[:H].sum(1)])
+        return d_x, d_h0, d_w_ih, d_w_hh, d_b_ih, d_b_hh, None, None
+
+
+def applies(equations: Any) -> bool:
+    return isinstance(equations, GRUEquations) and not equations.layer_norm
+
+
+def run(
+    equations: GRUEquations, p: Any, x: Tensor, state: GRUState, mask: Tensor | None,
+    batch_sizes: list[int],
+) -> tuple[Tensor, GRUState]:  # fmt: skip
+    h_all, h_n = GRUFunction.apply(
+        x, state.h, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"), mask,
+        batch_sizes,
+    )  # fmt: skip
+    return h_all, GRUState(h_n)
