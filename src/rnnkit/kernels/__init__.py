@@ -21,7 +21,7 @@ from ..cells.base import CellEquations, Params
 from .build import backend as backend
 from .build import load_extension
 
-KERNELS = ("lstm", "lstm_ln", "gru")
+KERNELS = ("lstm", "lstm_ln", "gru", "elman", "minrnn")
 
 
 def fused_direction(

@@ -16,8 +16,8 @@ from torch import Tensor
 from ..cells.base import CellEquations, Params
 from ..cells.mingru import LinearRecurrenceEquations
 from ..kernels import fused_direction
+from ..kernels.minrnn import linear_recurrence
 from ..ops.masking import reverse_valid_prefix, zero_padded_steps
-from ..ops.scan import linear_scan
 
 
 def run_direction(
@@ -36,7 +36,8 @@ def run_direction(
 
     ``lengths`` (B,) and ``valid`` (T, B) describe a right-padded batch (both or neither).
     ``use_fast`` allows the fused C++ kernels (:mod:`rnnkit.kernels`) and solves minGRU/minLSTM
-    recurrences with :func:`linear_scan`; without it the plain step loop runs.
+    recurrences with a scan over time (:func:`rnnkit.kernels.minrnn.linear_recurrence`); without
+    it the plain step loop runs.
     """
     if reverse:
         x = reverse_valid_prefix(x, lengths)
@@ -86,6 +87,6 @@ def _scan(
         keep = valid.unsqueeze(-1)  # (T, B, 1): a padded step is h_t = 1 * h_{t-1} + 0
         log_a = torch.where(keep, log_a, torch.zeros((), dtype=log_a.dtype, device=log_a.device))
         b = torch.where(keep, b, torch.zeros((), dtype=b.dtype, device=b.device))
-    h = linear_scan(log_a, b, state.h)  # (T, B, H)
+    h = linear_recurrence(log_a, b, state.h)  # (T, B, H)
     final = type(state)(h[-1])
     return (h if valid is None else zero_padded_steps(h, valid)), final

@@ -1,0 +1,211 @@
+"""The fused Elman RNN kernel (C++ time loop and hand-written BPTT, tanh / relu / sigmoid) equals
+rnnkit's reference Python loop: outputs, h_n and every parameter and input gradient, over the
+layer options it handles; its autograd Function passes gradcheck; and the fused path is really
+the one taken."""
+
+import os
+
+import pytest
+import torch
+
+import rnnkit
+import rnnkit.kernels
+from rnnkit.cells.elman import ElmanEquations, RNNState
+from rnnkit.kernels import elman as fused_elman
+from rnnkit.kernels import gemm
+from rnnkit.kernels.build import load_extension
+from rnnkit.layers.recurrence import run_direction
+
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}  # float32: relative to the scale
+NONLINEARITIES = ["tanh", "relu", "sigmoid"]
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Registers the Elman kernel (until the registry lists it) and counts calls of its ``run``."""
+    if os.environ.get("RNNKIT_NO_EXTENSIONS") == "1":
+        pytest.skip("C++ kernels disabled by RNNKIT_NO_EXTENSIONS=1")
+    assert load_extension("elman") is not None, "the Elman kernel failed to build"
+    if "elman" not in rnnkit.kernels.KERNELS:
+        monkeypatch.setattr(rnnkit.kernels, "KERNELS", (*rnnkit.kernels.KERNELS, "elman"))
+    counter = {"run": 0}
+    run = fused_elman.run
+
+    def counting_run(*args, **kwargs):
+        counter["run"] += 1
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(fused_elman, "run", counting_run)
+    return counter
+
+
+def assert_near(actual, expected, dtype, what):
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, expected.abs().max().item()) if dtype == torch.float32 else 1.0
+    err = (actual - expected).abs().max().item() if actual.numel() else 0.0
+    assert err <= TOLERANCE[dtype] * scale, f"{what}: max abs error {err:.3g}"
+
+
+def outputs_and_grads(layer, x, hx, lengths, seed=5):
+    """Forward (seeded, so recurrent dropout draws the same masks), backprop a fixed random
+    weighting of output and h_n -> {output, h_n, d input, d hx, d each parameter}."""
+    layer.zero_grad()
+    x = x.detach().requires_grad_()
+    hx = hx.detach().requires_grad_()
+    torch.manual_seed(seed)
+    y, h_n = layer(x, hx, lengths=lengths)
+    gen = torch.Generator().manual_seed(1234)
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in (y, h_n))
+    loss.backward()
+    grads = {f"d {name}": p.grad.clone() for name, p in layer.named_parameters()}
+    return {"output": y.detach(), "h_n": h_n.detach(), "d input": x.grad, "d hx": hx.grad} | grads
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("recurrent_dropout", [0.0, 0.3], ids=["no-rdrop", "rdrop"])
+@pytest.mark.parametrize("lengths", [None, "full", "ragged"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_fused_equals_reference_loop(
+    calls, nonlinearity, bidirectional, num_layers, bias, lengths, recurrent_dropout, dtype
+):
+    T, B, I, H = 6, 10, 5, 12  # B, H >= 8 and not multiples of 8: AVX blocks and the rest
+    if lengths is None and recurrent_dropout == 0 and nonlinearity != "sigmoid":
+        pytest.skip("goes to torch.nn's kernel; covered by test_fused_direction_without_lengths")
+    layer = rnnkit.RNN(
+        I, H, num_layers, nonlinearity=nonlinearity, bias=bias, bidirectional=bidirectional,
+        recurrent_dropout=recurrent_dropout, dtype=dtype,
+    ).train()  # fmt: skip
+    x = torch.randn(T, B, I, dtype=dtype)
+    hx = torch.randn(num_layers * (2 if bidirectional else 1), B, H, dtype=dtype)
+    lengths = {
+        None: None,
+        "full": torch.full((B,), T),
+        "ragged": torch.tensor([6, 0, 3, 6, 1, 5, 2, 6, 4, 0]),
+    }[lengths]
+
+    fused = outputs_and_grads(layer, x, hx, lengths)
+    directions = num_layers * (2 if bidirectional else 1)
+    assert calls["run"] == directions
+    with rnnkit.reference_implementation():
+        reference = outputs_and_grads(layer, x, hx, lengths)
+    assert calls["run"] == directions  # not during the reference
+    assert fused.keys() == reference.keys()
+    for what in reference:
+        assert_near(fused[what], reference[what], dtype, what)
+    if lengths is not None:
+        assert not fused["output"][torch.arange(T).unsqueeze(1) >= lengths].any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_fused_direction_without_lengths(calls, nonlinearity, dtype, reverse, bias):
+    """No lengths and no mask (empty batch_sizes): the fused direction equals the step loop."""
+    equations = ElmanEquations(5, 12, bias, nonlinearity)
+    params = {
+        name: (torch.randn(shape, dtype=dtype) * 0.4).requires_grad_()
+        for name, shape in equations.parameter_shapes().items()
+    }
+    x = torch.randn(6, 10, 5, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(10, 12, dtype=dtype, requires_grad=True)
+    weights = torch.randn(6, 10, 12, dtype=dtype), torch.randn(10, 12, dtype=dtype)
+    inputs = [x, h0, *params.values()]
+
+    def run(use_fast):
+        y, state = run_direction(equations, params, x, RNNState(h0), reverse=reverse,
+                                 use_fast=use_fast)  # fmt: skip
+        loss = (y * weights[0]).sum() + (state.h * weights[1]).sum()
+        return [y.detach(), state.h.detach(), *torch.autograd.grad(loss, inputs)]
+
+    fused = run(True)
+    assert calls["run"] == 1
+    reference = run(False)
+    assert calls["run"] == 1
+    names = ["output", "h_n", "d x", "d h0", *(f"d {n}" for n in params)]
+    for what, a, b in zip(names, fused, reference, strict=True):
+        assert_near(a, b, dtype, what)
+
+
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_fused_equals_reference_at_a_size_that_uses_threads_and_onednn(calls, nonlinearity):
+    """float32 at a width where the activation loops split across threads and the GEMMs take
+    oneDNN (where available); the input needs no gradient."""
+    layer = rnnkit.RNN(16, 200, nonlinearity=nonlinearity, bidirectional=True,
+                       recurrent_dropout=0.2).train()  # fmt: skip
+    x = torch.randn(5, 90, 16)
+    hx = torch.randn(2, 90, 200)
+    lengths = torch.randint(0, 6, (90,))
+
+    def outputs_and_weight_grads():
+        layer.zero_grad()
+        torch.manual_seed(3)
+        y, h_n = layer(x, hx, lengths=lengths)
+        (y.square().sum() + h_n.sum()).backward()
+        return [y.detach(), h_n.detach(), *(p.grad.clone() for p in layer.parameters())]
+
+    fused = outputs_and_weight_grads()
+    assert calls["run"] == 2
+    with rnnkit.reference_implementation():
+        reference = outputs_and_weight_grads()
+    for i, (a, b) in enumerate(zip(fused, reference, strict=True)):
+        assert_near(a, b, torch.float32, f"tensor {i}")
+
+
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_onednn_and_aten_gemms_agree(calls, monkeypatch, nonlinearity):
+    layer = rnnkit.RNN(7, 24, nonlinearity=nonlinearity, recurrent_dropout=0.25).train()
+    x, hx = torch.randn(5, 9, 7), torch.randn(1, 9, 24)
+    lengths = torch.tensor([5, 2, 0, 5, 4, 1, 3, 5, 2])
+    default = outputs_and_grads(layer, x, hx, lengths)
+    monkeypatch.setattr(gemm, "use_onednn", lambda t: False)
+    aten = outputs_and_grads(layer, x, hx, lengths)
+    assert calls["run"] == 2
+    for what in default:
+        assert_near(default[what], aten[what], torch.float32, what)
+
+
+def test_packed_sequence_takes_the_fused_path(calls):
+    """(relu and tanh without rnnkit-only options go to torch.nn's packed kernel.)"""
+    layer = rnnkit.RNN(4, 9, nonlinearity="sigmoid", bidirectional=True, dtype=torch.float64)
+    x = torch.randn(7, 3, 4, dtype=torch.float64)
+    lengths = torch.tensor([4, 7, 2])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    y, h_n = layer(packed)
+    assert calls["run"] == 2
+    with rnnkit.reference_implementation():
+        y_ref, h_ref = layer(packed)
+    assert_near(y.data, y_ref.data, torch.float64, "output")
+    assert_near(h_n, h_ref, torch.float64, "h_n")
+
+
+@pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "mask"])
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_gradcheck_of_the_function(calls, nonlinearity, with_mask):
+    """Every input of ElmanFunction: x, h0, both weights and both biases, with a sorted ragged
+    batch (a zero-length row included) and a fixed recurrent-dropout mask."""
+    T, B, I, H = 4, 3, 2, 3
+    dtype = torch.float64
+
+    def leaf(*shape):
+        return (torch.randn(*shape, dtype=dtype) * 0.6).requires_grad_()
+
+    x, h0 = leaf(T, B, I), leaf(B, H)
+    w_ih, w_hh, b_ih, b_hh = leaf(H, I), leaf(H, H), leaf(H), leaf(H)
+    mask = torch.bernoulli(torch.full((B, H), 0.7, dtype=dtype)) / 0.7 if with_mask else None
+    batch_sizes = [2, 2, 1, 1]  # lengths 4, 2, 0
+    code = fused_elman.ACTIVATIONS[nonlinearity]
+
+    def function(*args):
+        return fused_elman.ElmanFunction.apply(*args, mask, batch_sizes, code)
+
+    assert torch.autograd.gradcheck(function, (x, h0, w_ih, w_hh, b_ih, b_hh))
+
+
+def test_applies_to_every_elman_nonlinearity():
+    for nonlinearity in NONLINEARITIES:
+        assert fused_elman.applies(ElmanEquations(3, 4, True, nonlinearity))
+    assert not fused_elman.applies(object())
