@@ -131,8 +131,10 @@ def variant(request):
 
     def make_layer(**kw):
         layer = factory(**kw)
-        probe = torch.zeros(1, 1, layer._equations[0].input_size)
-        assert layer._torch_kernel_applies(probe) is on_torch_kernel, "not the path under test"
+        # Plain configurations dispatch to a compiled kernel (torch.nn's or rnnkit's C++ one),
+        # the others to rnnkit's time loop; the checks run before either.
+        plain = hasattr(layer, "fused_beats_torch") and not layer._rnnkit_only_options()
+        assert plain is on_torch_kernel, "not the configuration under test"
         return layer
 
     with rnnkit.reference_implementation() if reference else contextlib.nullcontext():

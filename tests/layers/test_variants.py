@@ -75,9 +75,9 @@ def test_recurrent_dropout_is_off_in_eval_mode_and_changes_training_outputs():
     plain.load_state_dict(layer.state_dict())
     x = torch.randn(5, 2, 3)
     layer.eval()
-    assert torch.equal(layer(x)[0], plain(x)[0])
+    assert_close(layer(x)[0], plain(x)[0], 1e-6)
     layer.train()
-    assert not torch.allclose(layer(x)[0], plain(x)[0])
+    assert (layer(x)[0] - plain(x)[0]).abs().max() > 1e-2
 
 
 def test_between_layer_dropout_only_in_training():

@@ -37,9 +37,11 @@ def fused_direction(
     kernel = _kernel_for(equations, x)
     if kernel is None:
         return None
+    x = x.contiguous()  # the C++ loops read raw memory
     order, batch_sizes = _sort_by_length(lengths, x.shape[0])
     if order is None:
         return kernel.run(equations, params, x, state, recurrent_mask, batch_sizes)
+    order = order.to(x.device)
     sort = type(state)(*(s.index_select(0, order) for s in state))
     mask = None if recurrent_mask is None else recurrent_mask.index_select(0, order)
     outputs, final = kernel.run(
@@ -73,10 +75,16 @@ def _modules() -> list[Any]:
 
 
 def _sort_by_length(lengths: Tensor | None, num_steps: int) -> tuple[Tensor | None, list[int]]:
-    """-> (batch order by decreasing length or None, active rows per step or [])."""
+    """-> (batch order by decreasing length, or None if no reordering is needed; active rows per
+    step, or [] if all are active throughout)."""
     if lengths is None:
         return None, []
-    sorted_lengths, order = torch.sort(lengths.cpu(), descending=True, stable=True)
+    lengths = lengths.cpu()
+    if bool((lengths == num_steps).all()):
+        return None, []  # nothing is padded
+    sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)
     counts = torch.bincount(sorted_lengths, minlength=num_steps + 1)  # sequences per length
     batch_sizes = lengths.numel() - counts.cumsum(0)[:num_steps]  # rows with length > t
-    return order.to(lengths.device), batch_sizes.tolist()
+    if torch.equal(sorted_lengths, lengths):
+        return None, batch_sizes.tolist()  # already in order: no gather
+    return order, batch_sizes.tolist()

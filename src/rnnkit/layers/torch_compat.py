@@ -103,6 +103,8 @@ class RNN(_TorchCompatible, nn.RNN):
     ``forward(input, hx=None, *, lengths=None)``.
     """
 
+    fused_beats_torch = ("train",)  # measured: benchmarks/bench_speed.py
+
     def __init__(
         self,
         input_size: int,
@@ -152,6 +154,8 @@ class LSTM(_TorchCompatible, nn.LSTM):
     ``forget_bias`` (initial forget-gate bias), ``recurrent_dropout``, and
     ``forward(input, hx=None, *, lengths=None)``. Equations in :mod:`rnnkit.cells.lstm`.
     """
+
+    fused_beats_torch = ("train",)  # measured: benchmarks/bench_speed.py
 
     def __init__(
         self,
@@ -213,6 +217,8 @@ class GRU(_TorchCompatible, nn.GRU):
     Extras (keyword-only): ``layer_norm``, ``recurrent_dropout``, and
     ``forward(input, hx=None, *, lengths=None)``. Equations in :mod:`rnnkit.cells.gru`.
     """
+
+    fused_beats_torch = ("train", "infer")  # measured: benchmarks/bench_speed.py
 
     def __init__(
         self,

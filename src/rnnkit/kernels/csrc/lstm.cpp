@@ -8,22 +8,23 @@
 
 namespace rnnkit {
 
-// One row of the forward gate math. p: (4H) pre-activations; c: (H) state, updated in place;
-// gates: (4H) activated i, f, g, o out; c_out, h_out: (H) out.
+// One row of the forward gate math. hh: (4H) W_hh h_{t-1}; xp: (4H) input projection plus
+// biases; c: (H) state, updated in place; gates: (4H) activated i, f, g, o out; c_out, h_out: (H).
 template <bool kPeephole, typename scalar_t>
-inline void lstm_forward_row(const scalar_t* __restrict__ p, const scalar_t* __restrict__ w_peep,
+inline void lstm_forward_row(const scalar_t* __restrict__ hh, const scalar_t* __restrict__ xp,
+                             const scalar_t* __restrict__ w_peep,
                              scalar_t* __restrict__ c, scalar_t* __restrict__ gates,
                              scalar_t* __restrict__ c_out, scalar_t* __restrict__ h_out,
                              int64_t H) {
 #pragma omp simd
   for (int64_t j = 0; j < H; ++j) {
     const scalar_t c_prev = c[j];
-    scalar_t pi = p[j], pf = p[H + j], po = p[3 * H + j];
+    scalar_t pi = hh[j] + xp[j], pf = hh[H + j] + xp[H + j], po = hh[3 * H + j] + xp[3 * H + j];
     if constexpr (kPeephole) {
       pi += w_peep[j] * c_prev;
       pf += w_peep[H + j] * c_prev;
     }
-    const scalar_t i = sigmoid(pi), f = sigmoid(pf), g = tanh_(p[2 * H + j]);
+    const scalar_t i = sigmoid(pi), f = sigmoid(pf), g = tanh_(hh[2 * H + j] + xp[2 * H + j]);
     const scalar_t c_new = f * c_prev + i * g;
     if constexpr (kPeephole) po += w_peep[2 * H + j] * c_new;
     const scalar_t o = sigmoid(po);
@@ -66,7 +67,8 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
   }
 }
 
-// xp: (T, B, 4H) input projection plus both biases; h0, c0: (B, H); w_hh: (4H, H);
+// xp: (T, B, 4H) input projection plus both biases (added to W_hh h in the gate math, which
+// measured faster than oneDNN's add post-op); h0, c0: (B, H); w_hh: (4H, H);
 // peephole: (3, H) rows c->i, c->f, c->o; mask: (B, H) recurrent dropout, applied to h_{t-1}
 // where it enters w_hh. Returns h_all, c_all (T, B, H) (zeros at inactive rows), gates
 // (T, B, 4H) (activated i, f, g, o), h_n, c_n.
@@ -90,8 +92,9 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
       zero_rows_from(c_all[t].data_ptr<scalar_t>(), n, B, H);  // read by the peephole gradient
       if (n == 0) continue;
       auto h_in = h_in_all.narrow(0, 0, n);
-      auto pre = gemm_nt_add(h_in, w_hh, w_hh_packed, xp[t].narrow(0, 0, n));  // (n, 4H)
+      auto pre = gemm_nt(h_in, w_hh, w_hh_packed);  // (n, 4H); xp is added in the gate math
       const scalar_t* P = pre.data_ptr<scalar_t>();
+      const scalar_t* XP = xp[t].data_ptr<scalar_t>();
       scalar_t* Gt = gates[t].data_ptr<scalar_t>();
       scalar_t* Ct = c_all[t].data_ptr<scalar_t>();
       scalar_t* Hs = h.data_ptr<scalar_t>();
@@ -100,11 +103,11 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
       for_rows(n, H, [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
           if (w_peep) {
-            lstm_forward_row<true>(P + b * 4 * H, w_peep, Cs + b * H, Gt + b * 4 * H, Ct + b * H,
-                                   Ht + b * H, H);
+            lstm_forward_row<true>(P + b * 4 * H, XP + b * 4 * H, w_peep, Cs + b * H,
+                                   Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
           } else {
-            lstm_forward_row<false>(P + b * 4 * H, w_peep, Cs + b * H, Gt + b * 4 * H,
-                                    Ct + b * H, Ht + b * H, H);
+            lstm_forward_row<false>(P + b * 4 * H, XP + b * 4 * H, w_peep, Cs + b * H,
+                                    Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
           }
         }
       });
@@ -171,8 +174,10 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
 }  // namespace rnnkit
 
 namespace rnnkit {
-// src (R, C) contiguous -> (C, R) contiguous.
-Tensor transpose(const Tensor& src) {
+// (R, C) -> (C, R), contiguous.
+Tensor transpose(const Tensor& input) {
+  TORCH_CHECK(input.dim() == 2, "transpose: expected a 2-D tensor, got ", input.dim(), "-D");
+  const auto src = input.contiguous();
   auto out = at::empty({src.size(1), src.size(0)}, src.options());
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "rnnkit_transpose", [&] {
     transpose_into(src.data_ptr<scalar_t>(), src.size(0), src.size(1), out.data_ptr<scalar_t>());
