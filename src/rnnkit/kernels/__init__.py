@@ -11,6 +11,7 @@ sorted by decreasing length; this module does the sorting and picks the kernel.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -70,6 +71,7 @@ def _kernel_for(equations: CellEquations, x: Tensor) -> Any:
     return kernel
 
 
+@functools.cache
 def _modules() -> list[Any]:
     return [importlib.import_module(f"{__name__}.{name}") for name in KERNELS]
 

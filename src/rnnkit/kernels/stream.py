@@ -33,28 +33,29 @@ def stream_step(layer: Any, x_t: Tensor, hx: Any) -> tuple[Tensor, Any] | None:
     L, B, H = layer.num_layers, x_t.shape[0], layer.hidden_size
     if lstm:
         h, c = hx if hx is not None else (x_t.new_zeros(L, B, H), x_t.new_zeros(L, B, H))
-        w_ih, w_hh, p_ih, p_hh, b_ih, b_hh = weights
-        bias = [None if a is None else a + b for a, b in zip(b_ih, b_hh, strict=True)]
+        w_ih, w_hh, p_ih, p_hh, _, _, bias = weights
         h, c = ext.lstm_stream_step(
             x_t.contiguous(), h.contiguous(), c.contiguous(), w_ih, w_hh, p_ih, p_hh, bias
         )
         return h[-1], (h, c)
     h = hx if hx is not None else x_t.new_zeros(L, B, H)
-    h = ext.gru_stream_step(x_t.contiguous(), h.contiguous(), *weights)
+    h = ext.gru_stream_step(x_t.contiguous(), h.contiguous(), *weights[:6])
     return h[-1], h
 
 
 def _packed_weights(layer: Any, batch_size: int) -> tuple[list[Any], ...]:
-    params = [layer.layer_parameters(k, 0) for k in range(layer.num_layers)]
-    key = tuple((p.data_ptr(), p._version) for ps in params for p in ps.values()) + (batch_size,)
+    # The cache key: every parameter's identity and version (in-place updates bump it).
+    key = tuple((id(p), p._version) for p in layer._parameters.values()) + (batch_size,)
     cached = getattr(layer, "_rnnkit_stream_cache", None)
     if cached is None or cached[0] != key:
+        params = [layer.layer_parameters(k, 0) for k in range(layer.num_layers)]
         w_ih = [p["weight_ih"].detach() for p in params]
         w_hh = [p["weight_hh"].detach() for p in params]
         b_ih = [None if "bias_ih" not in p else p["bias_ih"].detach() for p in params]
         b_hh = [None if "bias_hh" not in p else p["bias_hh"].detach() for p in params]
         packed_ih = [gemm.pack(w, batch_size) for w in w_ih]
         packed_hh = [gemm.pack(w, batch_size) for w in w_hh]
-        cached = (key, (w_ih, w_hh, packed_ih, packed_hh, b_ih, b_hh))
+        bias = [None if a is None else a + b for a, b in zip(b_ih, b_hh, strict=True)]
+        cached = (key, (w_ih, w_hh, packed_ih, packed_hh, b_ih, b_hh, bias))
         layer._rnnkit_stream_cache = cached
     return cached[1]

@@ -129,7 +129,13 @@ class RecurrentLayerMixin:
         if unbatched:
             input = input.unsqueeze(batch_dim)
             hx = None if hx is None else _map_hx(hx, lambda t: t.unsqueeze(1))
-        if use_torch_kernel:
+        time_dim = 1 - batch_dim
+        streamed = None
+        if lengths is None and input.shape[time_dim] == 1 and not reference_forced():
+            streamed = stream_step(self, input.squeeze(time_dim), hx)  # one step, no autograd
+        if streamed is not None:
+            output, h_n = streamed[0].unsqueeze(time_dim), streamed[1]
+        elif use_torch_kernel:
             output, h_n = self._torch_kernel(input, hx)
         else:
             x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
@@ -159,9 +165,9 @@ class RecurrentLayerMixin:
         )  # fmt: skip
         if x_t.dim() == 2 and not reference_forced():
             self._check_hx(hx, x_t.shape[0], dtype)
-            fused = stream_step(self, x_t, hx)  # LSTM/GRU without grad: one C++ call
-            if fused is not None:
-                return fused
+            streamed = stream_step(self, x_t, hx)  # the whole step in one C++ call
+            if streamed is not None:
+                return streamed
         time_dim = 1 if self.batch_first else 0
         chunk = x_t.unsqueeze(time_dim if x_t.dim() == 2 else 0)
         y, hx = self(chunk, hx)

@@ -4,43 +4,67 @@
 
 namespace rnnkit {
 
-// out (B, N) = x (B, K) @ w (N, K)^T (+ bias) for a handful of rows: dot products over the
-// contiguous rows of w, split across threads by output row, so each core keeps its half of the
-// weights in its own cache from one step to the next. (A packed oneDNN GEMM costs more than the
-// arithmetic at B = 1.)
+// Both recurrent-step products at once for a handful of rows (B <= kSmallBatch):
+// a = x @ w_x^T + b_x and r = h @ w_h^T + b_h, each (B, N), in one pass over output rows split
+// across threads, so each core keeps its share of both weights in cache from step to step and
+// there is one parallel region per layer. (A packed oneDNN GEMM costs more than the arithmetic
+// at B = 1.) With sum_into_a, r is added into a instead of stored.
 template <typename scalar_t>
-void small_batch_gemm(const scalar_t* __restrict__ x, int64_t B, int64_t K,
-                      const scalar_t* __restrict__ w, int64_t N, const scalar_t* bias,
-                      scalar_t* __restrict__ out) {
-  at::parallel_for(0, N, std::max<int64_t>(64, N / at::get_num_threads()), [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      const scalar_t* __restrict__ row = w + n * K;
-      for (int64_t b = 0; b < B; ++b) {
-        const scalar_t* __restrict__ v = x + b * K;
-        scalar_t acc = 0;
+inline scalar_t dot(const scalar_t* __restrict__ u, const scalar_t* __restrict__ v, int64_t K) {
+  scalar_t acc = 0;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t k = 0; k < K; ++k) acc += row[k] * v[k];
-        out[b * N + n] = acc + (bias ? bias[n] : scalar_t(0));
+  for (int64_t k = 0; k < K; ++k) acc += u[k] * v[k];
+  return acc;
+}
+
+template <typename scalar_t>
+void small_batch_gemm2(const scalar_t* x, int64_t Kx, const scalar_t* w_x, const scalar_t* b_x,
+                       const scalar_t* h, int64_t Kh, const scalar_t* w_h, const scalar_t* b_h,
+                       int64_t B, int64_t N, scalar_t* a, scalar_t* r, bool sum_into_a) {
+  const int64_t grain = std::max<int64_t>(64, (N + at::get_num_threads() - 1) / at::get_num_threads());
+  at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t n = begin; n < end; ++n) {
+        const scalar_t va = dot(w_x + n * Kx, x + b * Kx, Kx) + (b_x ? b_x[n] : scalar_t(0));
+        const scalar_t vr = dot(w_h + n * Kh, h + b * Kh, Kh) + (b_h ? b_h[n] : scalar_t(0));
+        if (sum_into_a) {
+          a[b * N + n] = va + vr;
+        } else {
+          a[b * N + n] = va;
+          r[b * N + n] = vr;
+        }
       }
     }
   });
 }
 
-constexpr int64_t kSmallBatch = 4;  // up to this many rows, small_batch_gemm beats a GEMM call
+constexpr int64_t kSmallBatch = 4;  // up to this many rows, small_batch_gemm2 beats GEMM calls
 
-inline Tensor linear_small(const Tensor& x, const Tensor& w, const std::optional<Tensor>& w_packed,
-                           const std::optional<Tensor>& bias) {
+// (x @ w_x^T + b_x, h @ w_h^T + b_h), or their sum if sum: each (B, N).
+inline std::vector<Tensor> step_products(const Tensor& x, const Tensor& w_x,
+                                         const std::optional<Tensor>& p_x,
+                                         const std::optional<Tensor>& b_x, const Tensor& h,
+                                         const Tensor& w_h, const std::optional<Tensor>& p_h,
+                                         const std::optional<Tensor>& b_h, bool sum) {
   if (x.size(0) > kSmallBatch) {
-    auto y = gemm_nt(x, w, w_packed);
-    return bias ? y.add_(*bias) : y;
+    auto a = gemm_nt(x, w_x, p_x);
+    auto r = gemm_nt(h, w_h, p_h);
+    if (b_x) a.add_(*b_x);
+    if (b_h) r.add_(*b_h);
+    if (sum) return {a.add_(r)};
+    return {a, r};
   }
-  auto out = at::empty({x.size(0), w.size(0)}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_small_batch_gemm", [&] {
-    small_batch_gemm(x.data_ptr<scalar_t>(), x.size(0), x.size(1), w.data_ptr<scalar_t>(),
-                     w.size(0), bias ? bias->data_ptr<scalar_t>() : nullptr,
-                     out.data_ptr<scalar_t>());
+  const int64_t B = x.size(0), N = w_x.size(0);
+  auto a = at::empty({B, N}, x.options());
+  auto r = sum ? a : at::empty({B, N}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_small_batch_gemm2", [&] {
+    small_batch_gemm2(x.data_ptr<scalar_t>(), x.size(1), w_x.data_ptr<scalar_t>(),
+                      b_x ? b_x->data_ptr<scalar_t>() : nullptr, h.data_ptr<scalar_t>(), h.size(1),
+                      w_h.data_ptr<scalar_t>(), b_h ? b_h->data_ptr<scalar_t>() : nullptr, B, N,
+                      a.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), sum);
   });
-  return out;
+  if (sum) return {a};
+  return {a, r};
 }
 
 template <typename scalar_t>
@@ -81,8 +105,8 @@ std::vector<Tensor> lstm_stream_step(const Tensor& x, const Tensor& h, const Ten
   auto c_out = at::empty_like(c);
   Tensor input = x;
   for (int64_t k = 0; k < L; ++k) {
-    auto pre = linear_small(input, w_ih[k], w_ih_packed[k], bias[k]);  // (B, 4H)
-    pre.add_(linear_small(h[k], w_hh[k], w_hh_packed[k], std::nullopt));
+    auto pre = step_products(input, w_ih[k], w_ih_packed[k], bias[k], h[k], w_hh[k],
+                             w_hh_packed[k], std::nullopt, true)[0];  // (B, 4H)
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_stream_step", [&] {
       const scalar_t* P = pre.data_ptr<scalar_t>();
       const scalar_t* C = c[k].data_ptr<scalar_t>();
@@ -108,8 +132,10 @@ Tensor gru_stream_step(const Tensor& x, const Tensor& h, const std::vector<Tenso
   auto h_out = at::empty_like(h);
   Tensor input = x;
   for (int64_t k = 0; k < L; ++k) {
-    auto xp = linear_small(input, w_ih[k], w_ih_packed[k], b_ih[k]);  // (B, 3H)
-    auto hh = linear_small(h[k], w_hh[k], w_hh_packed[k], b_hh[k]);   // (B, 3H)
+    auto products = step_products(input, w_ih[k], w_ih_packed[k], b_ih[k], h[k], w_hh[k],
+                                  w_hh_packed[k], b_hh[k], false);
+    const auto& xp = products[0];  // (B, 3H)
+    const auto& hh = products[1];
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_gru_stream_step", [&] {
       const scalar_t* X = xp.data_ptr<scalar_t>();
       const scalar_t* R = hh.data_ptr<scalar_t>();
