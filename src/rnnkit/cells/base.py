@@ -16,13 +16,15 @@ L layers, D directions (1 or 2).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 Params = Mapping[str, Tensor]
+Linear = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # F.linear's signature
 State = TypeVar("State", bound=tuple)
 
 
@@ -79,8 +81,9 @@ class CellEquations:
             *(torch.zeros(batch_size, n, device=device, dtype=dtype) for n in self.state_sizes())
         )
 
-    def project_input(self, x: Tensor, p: Params) -> Tensor:
-        """(..., I) -> (..., G): everything that depends on x_t alone."""
+    def project_input(self, x: Tensor, p: Params, linear: Linear = F.linear) -> Tensor:
+        """(..., I) -> (..., G): everything that depends on x_t alone. ``linear`` is the GEMM
+        to use (``F.linear``'s signature); the fused kernels pass a faster one."""
         raise NotImplementedError
 
     def step(

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import CellEquations, Params, RecurrentCell, recurrent_input
+from .base import CellEquations, Linear, Params, RecurrentCell, recurrent_input
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
@@ -43,8 +43,8 @@ class ElmanEquations(CellEquations):
             shapes |= {"bias_ih": (self.hidden_size,), "bias_hh": (self.hidden_size,)}
         return shapes
 
-    def project_input(self, x: Tensor, p: Params) -> Tensor:
-        return F.linear(x, p["weight_ih"], p.get("bias_ih"))  # (..., H)
+    def project_input(self, x: Tensor, p: Params, linear: Linear = F.linear) -> Tensor:
+        return linear(x, p["weight_ih"], p.get("bias_ih"))  # (..., H)
 
     def step(
         self, xp_t: Tensor, state: RNNState, p: Params, recurrent_mask: Tensor | None = None

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import CellEquations, Params, RecurrentCell, gate_layer_norm, recurrent_input
+from .base import CellEquations, Linear, Params, RecurrentCell, gate_layer_norm, recurrent_input
 
 
 class GRUState(NamedTuple):
@@ -56,16 +56,16 @@ class GRUEquations(CellEquations):
                 params["ln_ih_weight"].fill_(1.0)
                 params["ln_hh_weight"].fill_(1.0)
 
-    def _affine(self, x: Tensor, p: Params, kind: str) -> Tensor:
+    def _affine(self, x: Tensor, p: Params, kind: str, linear: Linear = F.linear) -> Tensor:
         """W_{kind} x + b_{kind}, layer-normalised per gate when asked; kind is 'ih' or 'hh'."""
         weight, bias = p[f"weight_{kind}"], p.get(f"bias_{kind}")
         if not self.layer_norm:
-            return F.linear(x, weight, bias)
-        pre = gate_layer_norm(F.linear(x, weight), p[f"ln_{kind}_weight"], 3)
+            return linear(x, weight, bias)
+        pre = gate_layer_norm(linear(x, weight, None), p[f"ln_{kind}_weight"], 3)
         return pre if bias is None else pre + bias
 
-    def project_input(self, x: Tensor, p: Params) -> Tensor:
-        return self._affine(x, p, "ih")  # (..., 3H)
+    def project_input(self, x: Tensor, p: Params, linear: Linear = F.linear) -> Tensor:
+        return self._affine(x, p, "ih", linear)  # (..., 3H)
 
     def step(
         self, xp_t: Tensor, state: GRUState, p: Params, recurrent_mask: Tensor | None = None

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import CellEquations, Params, RecurrentCell, gate_layer_norm, recurrent_input
+from .base import CellEquations, Linear, Params, RecurrentCell, gate_layer_norm, recurrent_input
 
 
 class LSTMState(NamedTuple):
@@ -89,10 +89,10 @@ class LSTMEquations(CellEquations):
                 params["bias_ih"][forget] = self.forget_bias
                 params["bias_hh"][forget] = 0.0
 
-    def project_input(self, x: Tensor, p: Params) -> Tensor:
+    def project_input(self, x: Tensor, p: Params, linear: Linear = F.linear) -> Tensor:
         if not self.layer_norm:
-            return F.linear(x, p["weight_ih"], p.get("bias_ih"))  # (..., 4H)
-        pre = gate_layer_norm(F.linear(x, p["weight_ih"]), p["ln_ih_weight"], 4)
+            return linear(x, p["weight_ih"], p.get("bias_ih"))  # (..., 4H)
+        pre = gate_layer_norm(linear(x, p["weight_ih"], None), p["ln_ih_weight"], 4)
         return pre if "bias_ih" not in p else pre + p["bias_ih"]
 
     def step(

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import CellEquations, Params, RecurrentCell
+from .base import CellEquations, Linear, Params, RecurrentCell
 
 
 class MinRNNState(NamedTuple):
@@ -50,8 +50,8 @@ class LinearRecurrenceEquations(CellEquations):
             shapes["bias_ih"] = (G,)
         return shapes
 
-    def project_input(self, x: Tensor, p: Params) -> Tensor:
-        return F.linear(x, p["weight_ih"], p.get("bias_ih"))  # (..., G)
+    def project_input(self, x: Tensor, p: Params, linear: Linear = F.linear) -> Tensor:
+        return linear(x, p["weight_ih"], p.get("bias_ih"))  # (..., G)
 
     def coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor]:
         """(..., G) projected input -> (log_a, b), each (..., H)."""

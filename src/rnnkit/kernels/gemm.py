@@ -34,3 +34,38 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             x.contiguous(), weight.contiguous(), bias, "none", [], ""
         )
     return F.linear(x, weight, bias)
+
+
+def _transpose(t: Tensor) -> Tensor:
+    """(R, C) -> (C, R) contiguous, with the C++ tiled transpose when it is built."""
+    from .build import load_extension
+
+    ext = load_extension("lstm")
+    return ext.transpose(t) if ext is not None else t.t().contiguous()
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x @ w^T + b on 2-D x, oneDNN both ways (the weight gradient from transposed operands)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, d_y: Tensor):
+        x, weight = ctx.saved_tensors
+        d_y = d_y.contiguous()
+        d_x = linear(d_y, weight.t()) if ctx.needs_input_grad[0] else None
+        d_w = linear(_transpose(d_y), _transpose(x)) if ctx.needs_input_grad[1] else None
+        d_b = d_y.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return d_x, d_w, d_b
+
+
+def linear_autograd(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear`` with oneDNN GEMMs in forward and backward where they apply: x (..., K)."""
+    if not use_onednn(x) or torch.is_autocast_enabled("cpu"):
+        return F.linear(x, weight, bias)
+    y = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
+    return y.view(*x.shape[:-1], weight.shape[0])

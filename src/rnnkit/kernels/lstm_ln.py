@@ -41,7 +41,7 @@ class LayerNormLSTMFunction(torch.autograd.Function):
          c_hat, rstd_c) = ctx.saved_tensors  # fmt: skip
         ext = load_extension("lstm_ln")
         T, B, _ = gates.shape
-        d_gates, d_hh, d_c_read, d_h0, d_c0 = ext.lstm_ln_backward(
+        d_gates, d_hh, d_h0, d_c0, d_g_hh, d_b_hh, d_g_c, d_b_c = ext.lstm_ln_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
             c0.contiguous(), hh_hat, rstd_hh, c_hat, rstd_c, w_hh,
             gemm.pack(w_hh.t().contiguous(), B), g_hh, g_c, b_c, peephole, mask, ctx.batch_sizes,
@@ -51,9 +51,7 @@ class LayerNormLSTMFunction(torch.autograd.Function):
             h_prev = h_prev * mask
         transpose = load_extension("lstm").transpose
         d_w_hh = gemm.linear(transpose(d_hh.view(T * B, -1)), transpose(h_prev.view(T * B, -1)))
-        d_b_hh = d_gates.sum((0, 1)) if ctx.has_bias else None
-        d_g_hh = (d_gates * hh_hat).sum((0, 1))
-        d_g_c, d_b_c = (d_c_read * c_hat).sum((0, 1)), d_c_read.sum((0, 1))
+        d_b_hh = d_b_hh if ctx.has_bias else None
         d_peephole = None
         if peephole is not None:
             c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]])
@@ -74,7 +72,8 @@ def run(
 ) -> tuple[Tensor, LSTMState]:  # fmt: skip
     if load_extension("lstm") is None:  # its transpose is used in backward
         raise RuntimeError("rnnkit: the 'lstm' kernel failed to build")
-    xp = equations.project_input(x, p)  # (T, B, 4H): LN(W_ih x) * g_ih + b_ih, via autograd
+    # (T, B, 4H): LN(W_ih x) * g_ih + b_ih, differentiated by autograd
+    xp = equations.project_input(x, p, gemm.linear_autograd)
     h_all, h_n, c_n = LayerNormLSTMFunction.apply(
         xp, state.h, state.c, p["weight_hh"], p.get("bias_hh"), p["ln_hh_weight"],
         p["ln_cell_weight"], p["ln_cell_bias"], p.get("weight_peephole"), mask, batch_sizes,

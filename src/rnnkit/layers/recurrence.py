@@ -16,6 +16,7 @@ from torch import Tensor
 from ..cells.base import CellEquations, Params
 from ..cells.mingru import LinearRecurrenceEquations
 from ..kernels import fused_direction
+from ..kernels.gemm import linear_autograd
 from ..kernels.minrnn import linear_recurrence
 from ..ops.masking import reverse_valid_prefix, zero_padded_steps
 
@@ -47,10 +48,11 @@ def run_direction(
     if fused is not None:
         outputs, state = fused
         return (reverse_valid_prefix(outputs, lengths) if reverse else outputs), state
-    xp = equations.project_input(x, params)  # (T, B, G)
     if use_fast and isinstance(equations, LinearRecurrenceEquations):
+        xp = equations.project_input(x, params, linear_autograd)  # (T, B, G)
         outputs, state = _scan(equations, xp, state, valid)
     else:
+        xp = equations.project_input(x, params)  # (T, B, G)
         outputs, state = _loop(equations, params, xp, state, valid, recurrent_mask)
     if reverse:
         outputs = reverse_valid_prefix(outputs, lengths)

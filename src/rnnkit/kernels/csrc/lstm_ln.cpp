@@ -137,8 +137,8 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
 }
 
 // Backward of one row. Writes d_gates (4H: gradient of the gate pre-activations, which is also
-// that of xp and b_hh), d_hh (4H: gradient of the raw W_hh h), d_c_read (H: gradient of the
-// normalised cell state after its gain and bias, for the g_c and b_c gradients); updates d_c.
+// that of xp and b_hh), d_hh (4H: gradient of the raw W_hh h), uses d_c_read (H: gradient of
+// the normalised cell state after its gain and bias) and updates d_c and the sums in acc.
 template <bool kPeephole, typename scalar_t>
 inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ c,
                             const scalar_t* __restrict__ c_prev, const scalar_t* __restrict__ c_hat,
@@ -148,8 +148,10 @@ inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __re
                             const scalar_t* w_peep, const scalar_t* __restrict__ d_out,
                             const scalar_t* __restrict__ d_h, scalar_t* __restrict__ d_c,
                             scalar_t* __restrict__ d_g, scalar_t* __restrict__ d_hh,
-                            scalar_t* __restrict__ d_c_read, scalar_t* scratch, int64_t H) {
-  // scratch: 2H per thread.
+                            scalar_t* __restrict__ d_c_read, scalar_t* scratch,
+                            scalar_t* __restrict__ acc, int64_t H) {
+  // scratch: 2H per thread; acc: this thread's running sums of the gain and bias gradients,
+  // [g_hh (4H), b_hh (4H), g_c (H), b_c (H)].
 #pragma omp simd
   for (int64_t j = 0; j < H; ++j) {
     const scalar_t o = g[3 * H + j];
@@ -158,6 +160,8 @@ inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __re
     d_g[3 * H + j] = dh * tc * o * (1 - o);
     d_c_read[j] = dh * o * (1 - tc * tc);
     scratch[j] = d_c_read[j] * g_c[j];  // gradient of c_hat
+    acc[8 * H + j] += d_c_read[j] * c_hat[j];
+    acc[9 * H + j] += d_c_read[j];
   }
   scalar_t* __restrict__ d_c_ln = scratch + H;
   normalise_backward(scratch, c_hat, rstd_c, d_c_ln, H);  // gradient of c_t through the LN
@@ -173,6 +177,11 @@ inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __re
     d_g[H + j] = df;
     d_g[2 * H + j] = dc * i * (1 - gg * gg);
     d_c[j] = dc_prev;
+  }
+#pragma omp simd
+  for (int64_t m = 0; m < 4 * H; ++m) {
+    acc[m] += d_g[m] * hh_hat[m];
+    acc[4 * H + m] += d_g[m];
   }
   for (int64_t k = 0; k < 4; ++k) {
 #pragma omp simd
@@ -194,8 +203,9 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
   const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
   auto d_gates = at::empty_like(gates);
   auto d_hh = at::empty_like(gates);
-  auto d_c_read = at::empty_like(c_all);
+  auto d_c_read = at::empty({at::get_num_threads(), H}, c_all.options());  // per-thread row
   auto scratch = at::empty({at::get_num_threads(), 2 * H}, c0.options());
+  auto sums = at::zeros({at::get_num_threads(), 10 * H}, c0.options());  // per-thread sums
   auto d_h = d_h_n.clone();
   auto d_c = d_c_n.clone();
   auto w_hh_t = w_hh.t();
@@ -207,7 +217,6 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       zero_rows_from(d_gates[t].data_ptr<scalar_t>(), n, B, 4 * H);
       zero_rows_from(d_hh[t].data_ptr<scalar_t>(), n, B, 4 * H);
-      zero_rows_from(d_c_read[t].data_ptr<scalar_t>(), n, B, H);
       if (n == 0) continue;
       const scalar_t *G = gates[t].data_ptr<scalar_t>(), *C = c_all[t].data_ptr<scalar_t>();
       const scalar_t* Cp = (t > 0 ? c_all[t - 1] : c0).data_ptr<scalar_t>();
@@ -216,15 +225,18 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
       const scalar_t* dHo = d_h_all[t].data_ptr<scalar_t>();
       scalar_t *dH = d_h.data_ptr<scalar_t>(), *dC = d_c.data_ptr<scalar_t>();
       scalar_t *dG = d_gates[t].data_ptr<scalar_t>(), *dHH = d_hh[t].data_ptr<scalar_t>();
-      scalar_t* dCr = d_c_read[t].data_ptr<scalar_t>();
+      scalar_t* dCr = d_c_read.data_ptr<scalar_t>();
       scalar_t* S = scratch.data_ptr<scalar_t>();
+      scalar_t* A = sums.data_ptr<scalar_t>();
       for_rows(n, 4 * H, [&](int64_t begin, int64_t end) {
         scalar_t* s = S + at::get_thread_num() * 2 * H;
+        scalar_t* a = A + at::get_thread_num() * 10 * H;
         for (int64_t b = begin; b < end; ++b) {
           const int64_t r = b * H;
           auto row = w_peep ? ln_backward_row<true, scalar_t> : ln_backward_row<false, scalar_t>;
           row(G + 4 * r, C + r, Cp + r, Ch + r, Rc[b], HHh + 4 * r, Rh + 4 * b, gh, gc, bc,
-              w_peep, dHo + r, dH + r, dC + r, dG + 4 * r, dHH + 4 * r, dCr + r, s, H);
+              w_peep, dHo + r, dH + r, dC + r, dG + 4 * r, dHH + 4 * r,
+              dCr + at::get_thread_num() * H, s, a, H);
         }
       });
       auto d_h_prev = gemm_nt(d_hh[t].narrow(0, 0, n), w_hh_t, w_hh_t_packed);  // (n, H)
@@ -232,7 +244,9 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
       d_h.narrow(0, 0, n).copy_(d_h_prev);
     }
   });
-  return {d_gates, d_hh, d_c_read, d_h, d_c};
+  auto total = sums.sum(0);  // [g_hh, b_hh, g_c, b_c] gradients
+  return {d_gates, d_hh, d_h, d_c, total.narrow(0, 0, 4 * H), total.narrow(0, 4 * H, 4 * H),
+          total.narrow(0, 8 * H, H), total.narrow(0, 9 * H, H)};
 }
 
 }  // namespace rnnkit
