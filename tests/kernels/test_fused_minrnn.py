@@ -18,21 +18,18 @@ from tests.helpers import assert_close
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Counts calls of the C++ Function; until layers/recurrence.py calls linear_recurrence,
-    routes its scan through it."""
+    """Counts calls of the C++ Functions (the plain recurrence and the one with fused gates)."""
     if os.environ.get("RNNKIT_NO_EXTENSIONS") == "1":
         pytest.skip("C++ kernels disabled by RNNKIT_NO_EXTENSIONS=1")
     assert load_extension("minrnn") is not None, "the minrnn kernel failed to build"
-    if not hasattr(recurrence, "linear_recurrence"):
-        monkeypatch.setattr(recurrence, "linear_scan", minrnn.linear_recurrence)
     counter = {"apply": 0}
-    apply = minrnn.LinearRecurrence.apply
+    for function in (minrnn.LinearRecurrence, minrnn.MinRNNFunction):
 
-    def counting_apply(*args):
-        counter["apply"] += 1
-        return apply(*args)
+        def counting_apply(*args, _apply=function.apply):
+            counter["apply"] += 1
+            return _apply(*args)
 
-    monkeypatch.setattr(minrnn.LinearRecurrence, "apply", counting_apply)
+        monkeypatch.setattr(function, "apply", counting_apply)
     return counter
 
 
@@ -174,3 +171,21 @@ def test_registry_run_on_a_sorted_batch_equals_the_step_loop(calls, equations):
         )  # fmt: skip
     assert_close(y, y_ref, 1e-12, "output")
     assert_close(final.h, final_ref.h, 1e-12, "h_n")
+
+
+@pytest.mark.parametrize("lstm", [False, True], ids=["minGRU", "minLSTM"])
+def test_fused_gates_function_gradcheck_and_layer_takes_it(lstm, monkeypatch):
+    from rnnkit.kernels.minrnn import MinRNNFunction
+
+    T, B, H = 5, 3, 4
+    xp = torch.randn(T, B, (3 if lstm else 2) * H, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
+    valid = (torch.arange(T).unsqueeze(1) < torch.tensor([5, 2, 0])).to(torch.uint8)
+    assert torch.autograd.gradcheck(lambda a, b: MinRNNFunction.apply(a, b, valid, lstm), (xp, h0))
+
+    calls = []
+    original = MinRNNFunction.apply
+    monkeypatch.setattr(MinRNNFunction, "apply", lambda *a: calls.append(1) or original(*a))
+    layer = (rnnkit.MinLSTM if lstm else rnnkit.MinGRU)(3, H, dtype=torch.float64)
+    layer(torch.randn(T, B, 3, dtype=torch.float64), lengths=torch.tensor([5, 2, 0]))
+    assert calls, "the fused minGRU/minLSTM kernel was not used"

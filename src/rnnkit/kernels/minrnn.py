@@ -90,3 +90,40 @@ def run(
     if valid is not None:
         h = torch.where(valid, h, torch.zeros((), dtype=h.dtype, device=h.device))
     return h, final
+
+
+class MinRNNFunction(torch.autograd.Function):
+    """(xp (T, B, G), h0 (B, H), valid (T, B) uint8 or empty) -> h (T, B, H): the whole minGRU
+    (G = 2H) or minLSTM (G = 3H) recurrence with its gates, fused in C++; padded steps carry."""
+
+    @staticmethod
+    def forward(ctx: Any, xp: Tensor, h0: Tensor, valid: Tensor, lstm: bool) -> Tensor:
+        ext = load_extension("minrnn")
+        xp, h0 = xp.contiguous(), h0.contiguous()
+        h = ext.min_rnn_forward(xp, h0, valid, lstm)
+        ctx.save_for_backward(xp, h0, h, valid)
+        ctx.lstm = lstm
+        return h
+
+    @staticmethod
+    def backward(ctx: Any, d_h: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        xp, h0, h, valid = ctx.saved_tensors
+        d_xp, d_h0 = load_extension("minrnn").min_rnn_backward(
+            d_h.contiguous(), xp, h0, h, valid, ctx.lstm
+        )
+        return d_xp, d_h0, None, None
+
+
+def fused_min_rnn(
+    equations: LinearRecurrenceEquations, xp: Tensor, h0: Tensor, valid: Tensor | None
+) -> Tensor | None:
+    """minGRU/minLSTM over xp (T, B, G) with the gate math in the C++ loop -> h (T, B, H) with
+    padded steps carrying the state; None where the kernel does not apply."""
+    from ..cells.mingru import MinGRUEquations, MinLSTMEquations
+
+    if not isinstance(equations, (MinGRUEquations, MinLSTMEquations)):
+        return None
+    if not kernel_applies(xp[..., : h0.shape[-1]], xp[..., : h0.shape[-1]], h0):
+        return None
+    flags = xp.new_empty(0, dtype=torch.uint8) if valid is None else valid.to(torch.uint8)
+    return MinRNNFunction.apply(xp, h0, flags.contiguous(), isinstance(equations, MinLSTMEquations))

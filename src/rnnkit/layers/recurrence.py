@@ -17,7 +17,7 @@ from ..cells.base import CellEquations, Params
 from ..cells.mingru import LinearRecurrenceEquations
 from ..kernels import fused_direction
 from ..kernels.gemm import linear_autograd
-from ..kernels.minrnn import linear_recurrence
+from ..kernels.minrnn import fused_min_rnn, linear_recurrence
 from ..ops.masking import reverse_valid_prefix, zero_padded_steps
 
 
@@ -84,6 +84,9 @@ def _loop(
 def _scan(
     equations: LinearRecurrenceEquations, xp: Tensor, state: Any, valid: Tensor | None
 ) -> tuple[Tensor, Any]:
+    h = fused_min_rnn(equations, xp, state.h, valid)  # gates and scan in one C++ pass
+    if h is not None:
+        return (h if valid is None else zero_padded_steps(h, valid)), type(state)(h[-1])
     log_a, b = equations.coefficients(xp)  # (T, B, H) each
     if valid is not None:
         keep = valid.unsqueeze(-1)  # (T, B, 1): a padded step is h_t = 1 * h_{t-1} + 0

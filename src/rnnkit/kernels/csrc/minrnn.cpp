@@ -107,7 +107,125 @@ std::vector<Tensor> linear_recurrence_backward(const Tensor& d_h, const Tensor& 
 
 }  // namespace rnnkit
 
+namespace rnnkit {
+// minGRU / minLSTM with their gate math fused into the sequential loop (Feng et al. 2024;
+// equations as in rnnkit.cells.mingru), one pass over memory forward and one backward.
+// xp: (T, B, G) projected input, G = 2H (minGRU: [k; h~]) or 3H (minLSTM: [k_f; k_i; h~]);
+// valid: (T, B) uint8 or empty; padded steps carry the state. Every (b, j) column is an
+// independent recurrence: threads split the columns, the time loop runs inside.
+template <bool kLSTM, typename scalar_t>
+void min_rnn_forward_cols(const scalar_t* __restrict__ xp, const scalar_t* __restrict__ h0,
+                          const uint8_t* valid, scalar_t* __restrict__ h, int64_t T, int64_t B,
+                          int64_t H, int64_t b) {
+  const int64_t G = (kLSTM ? 3 : 2) * H;
+  std::vector<scalar_t> state(h0 + b * H, h0 + (b + 1) * H);
+  scalar_t* __restrict__ s = state.data();
+  for (int64_t t = 0; t < T; ++t) {
+    scalar_t* __restrict__ out = h + (t * B + b) * H;
+    if (valid && !valid[t * B + b]) {
+      std::memcpy(out, s, sizeof(scalar_t) * H);
+      continue;
+    }
+    const scalar_t* __restrict__ x = xp + (t * B + b) * G;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      scalar_t a;  // weight of h_{t-1}
+      if constexpr (kLSTM) {
+        const scalar_t f = sigmoid(x[j]), i = sigmoid(x[H + j]);
+        a = f / (f + i);
+      } else {
+        a = 1 - sigmoid(x[j]);
+      }
+      const scalar_t h_tilde = x[(kLSTM ? 2 : 1) * H + j];
+      s[j] = a * s[j] + (1 - a) * h_tilde;
+      out[j] = s[j];
+    }
+  }
+}
+
+template <bool kLSTM, typename scalar_t>
+void min_rnn_backward_cols(const scalar_t* __restrict__ d_h, const scalar_t* __restrict__ xp,
+                           const scalar_t* __restrict__ h0, const scalar_t* __restrict__ h,
+                           const uint8_t* valid, scalar_t* __restrict__ d_xp,
+                           scalar_t* __restrict__ d_h0, int64_t T, int64_t B, int64_t H,
+                           int64_t b) {
+  const int64_t G = (kLSTM ? 3 : 2) * H;
+  std::vector<scalar_t> carry_buf(H, scalar_t(0));
+  scalar_t* __restrict__ carry = carry_buf.data();  // d loss / d h_t from later steps
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const scalar_t* __restrict__ dh = d_h + (t * B + b) * H;
+    scalar_t* __restrict__ dx = d_xp + (t * B + b) * G;
+    if (valid && !valid[t * B + b]) {
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) carry[j] += dh[j];
+      std::memset(dx, 0, sizeof(scalar_t) * G);
+      continue;
+    }
+    const scalar_t* __restrict__ x = xp + (t * B + b) * G;
+    const scalar_t* __restrict__ h_prev = t > 0 ? h + ((t - 1) * B + b) * H : h0 + b * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const scalar_t g = dh[j] + carry[j];
+      const scalar_t h_tilde = x[(kLSTM ? 2 : 1) * H + j];
+      if constexpr (kLSTM) {
+        const scalar_t f = sigmoid(x[j]), i = sigmoid(x[H + j]);
+        const scalar_t a = f / (f + i);
+        const scalar_t d_a = g * (h_prev[j] - h_tilde) * a * (1 - a);
+        dx[j] = d_a * (1 - f);       // d a / d k_f = a (1 - a) (1 - f)
+        dx[H + j] = -d_a * (1 - i);  // d a / d k_i = -a (1 - a) (1 - i)
+        dx[2 * H + j] = g * (1 - a);
+        carry[j] = g * a;
+      } else {
+        const scalar_t z = sigmoid(x[j]);
+        dx[j] = g * (h_tilde - h_prev[j]) * z * (1 - z);
+        dx[H + j] = g * z;
+        carry[j] = g * (1 - z);
+      }
+    }
+  }
+  std::memcpy(d_h0 + b * H, carry, sizeof(scalar_t) * H);
+}
+
+Tensor min_rnn_forward(const Tensor& xp, const Tensor& h0, const Tensor& valid, bool lstm) {
+  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
+  auto h = at::empty({T, B, H}, h0.options());
+  const uint8_t* v = valid.numel() ? valid.data_ptr<uint8_t>() : nullptr;
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_min_rnn_forward", [&] {
+    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        auto run = lstm ? min_rnn_forward_cols<true, scalar_t> : min_rnn_forward_cols<false, scalar_t>;
+        run(xp.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(), v, h.data_ptr<scalar_t>(), T, B, H, b);
+      }
+    });
+  });
+  return h;
+}
+
+std::vector<Tensor> min_rnn_backward(const Tensor& d_h, const Tensor& xp, const Tensor& h0,
+                                     const Tensor& h, const Tensor& valid, bool lstm) {
+  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
+  auto d_xp = at::empty_like(xp);
+  auto d_h0 = at::empty_like(h0);
+  const uint8_t* v = valid.numel() ? valid.data_ptr<uint8_t>() : nullptr;
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_min_rnn_backward", [&] {
+    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        auto run = lstm ? min_rnn_backward_cols<true, scalar_t> : min_rnn_backward_cols<false, scalar_t>;
+        run(d_h.data_ptr<scalar_t>(), xp.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(),
+            h.data_ptr<scalar_t>(), v, d_xp.data_ptr<scalar_t>(), d_h0.data_ptr<scalar_t>(), T, B,
+            H, b);
+      }
+    });
+  });
+  return {d_xp, d_h0};
+}
+
+}  // namespace rnnkit
+
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("min_rnn_forward", &rnnkit::min_rnn_forward, "minGRU/minLSTM forward, gates fused");
+  m.def("min_rnn_backward", &rnnkit::min_rnn_backward, "minGRU/minLSTM backward, gates fused");
   m.def("linear_recurrence_forward", &rnnkit::linear_recurrence_forward,
         "h_t = exp(log_a_t) * h_{t-1} + b_t over t");
   m.def("linear_recurrence_backward", &rnnkit::linear_recurrence_backward,
