@@ -607,6 +607,17 @@ def timed_rows(case: Case, repeats: int, warmup: int) -> list[dict[str, Any]]:
 MEMORY_SCRIPT = """
 import gc, json, resource, sys
 import torch
+
+
+def peak_kib():
+    # VmHWM belongs to this process image; ru_maxrss survives exec and would report the peak
+    # of a large parent that spawned us.
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS
 from torch import nn
 import rnnkit
 
@@ -625,9 +636,9 @@ step(torch.randn(4, p["B"], p["I"]))  # loads kernels and libraries: part of the
 layer.zero_grad(set_to_none=True)
 x = torch.randn(p["T"], p["B"], p["I"])
 gc.collect()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 step(x)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kib()
 print(json.dumps({"before": before, "after": after}))
 """
 
@@ -642,8 +653,7 @@ def peak_rss_increase_mib(impl: str, s: Shape) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"memory subprocess for {impl} failed:\n{done.stderr}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return (result["after"] - result["before"]) * unit / 2**20
+    return (result["after"] - result["before"]) / 1024  # KiB -> MiB
 
 
 def memory_rows(case: Case) -> list[dict[str, Any]]:
