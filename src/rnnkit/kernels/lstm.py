@@ -14,6 +14,15 @@ from .build import load_extension
 from .workspace import scratch
 
 
+def previous_states_t(ext: Any, h0: Tensor, h_all: Tensor, mask: Tensor | None) -> Tensor:
+    """(H, T*B): h_{t-1} for every step as the recurrent weights saw it, transposed for the
+    weight-gradient GEMM."""
+    if mask is None:
+        return ext.transpose_previous(h0, h_all)
+    h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]]) * mask  # (T, B, H), dropped out
+    return ext.transpose(h_prev.view(-1, h_prev.shape[-1]))
+
+
 class LSTMFunction(torch.autograd.Function):
     """(x (T, B, I), h0, c0 (B, H), weights...) -> (h_all (T, B, H), h_n, c_n).
 
@@ -49,12 +58,9 @@ class LSTMFunction(torch.autograd.Function):
         )  # fmt: skip
         d_g = d_gates.view(T * B, -1)  # (T*B, 4H)
         d_x = gemm.linear(d_g, w_ih.t()).view(T, B, I) if ctx.needs_input_grad[0] else None
-        h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]])  # (T, B, H): h_{t-1}
-        if mask is not None:
-            h_prev = h_prev * mask  # as the recurrent weights saw it
         # Weight gradients summed over all steps, one GEMM each, from transposed operands.
         d_w_ih = gemm.linear(d_gates_t, ext.transpose(x.reshape(T * B, I)))  # (4H, I)
-        d_w_hh = gemm.linear(d_gates_t, ext.transpose(h_prev.view(T * B, -1)))  # (4H, H)
+        d_w_hh = gemm.linear(d_gates_t, previous_states_t(ext, h0, h_all, mask))  # (4H, H)
         d_b = d_g.sum(0) if ctx.has_bias else None
         d_peephole = None
         if peephole is not None:

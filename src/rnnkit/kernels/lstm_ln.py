@@ -15,6 +15,7 @@ from torch import Tensor
 from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
+from .lstm import previous_states_t
 
 
 class LayerNormLSTMFunction(torch.autograd.Function):
@@ -46,11 +47,10 @@ class LayerNormLSTMFunction(torch.autograd.Function):
             c0.contiguous(), hh_hat, rstd_hh, c_hat, rstd_c, w_hh,
             gemm.pack(w_hh.t().contiguous(), B), g_hh, g_c, b_c, peephole, mask, ctx.batch_sizes,
         )  # fmt: skip
-        h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]])  # (T, B, H): h_{t-1}
-        if mask is not None:
-            h_prev = h_prev * mask
-        transpose = load_extension("lstm").transpose
-        d_w_hh = gemm.linear(transpose(d_hh.view(T * B, -1)), transpose(h_prev.view(T * B, -1)))
+        lstm_ext = load_extension("lstm")
+        d_w_hh = gemm.linear(
+            lstm_ext.transpose(d_hh.view(T * B, -1)), previous_states_t(lstm_ext, h0, h_all, mask)
+        )
         d_b_hh = d_b_hh if ctx.has_bias else None
         d_peephole = None
         if peephole is not None:

@@ -125,9 +125,11 @@ inline void transpose_block(const scalar_t* __restrict__ src, int64_t n, int64_t
 
 // dst (C, R) = src (R, C)^T, in 64x64 tiles (both sides stay in cache and TLB) of 8x8 AVX2
 // blocks, tiles spread over threads. The weight-gradient GEMM wants its operands this way.
+// ld is dst's row stride (R by default: a whole matrix; larger to fill a column block).
 template <typename scalar_t>
 inline void transpose_into(const scalar_t* __restrict__ src, int64_t R, int64_t C,
-                           scalar_t* __restrict__ dst) {
+                           scalar_t* __restrict__ dst, int64_t ld = -1) {
+  if (ld < 0) ld = R;
   constexpr int64_t kTile = 64;
   const int64_t tiles_r = (R + kTile - 1) / kTile, tiles_c = (C + kTile - 1) / kTile;
   at::parallel_for(0, tiles_r * tiles_c, 4, [&](int64_t begin, int64_t end) {
@@ -140,11 +142,11 @@ inline void transpose_into(const scalar_t* __restrict__ src, int64_t R, int64_t 
         r_vec = r0 + (r1 - r0) / 8 * 8;
         c_vec = c0 + (c1 - c0) / 8 * 8;
         for (int64_t r = r0; r < r_vec; r += 8)
-          for (int64_t c = c0; c < c_vec; c += 8) transpose8x8(src + r * C + c, C, dst + c * R + r, R);
+          for (int64_t c = c0; c < c_vec; c += 8) transpose8x8(src + r * C + c, C, dst + c * ld + r, ld);
       }
 #endif
       for (int64_t c = c0; c < c1; ++c)  // ragged edges, or no AVX2
-        for (int64_t r = (c < c_vec ? r_vec : r0); r < r1; ++r) dst[c * R + r] = src[r * C + c];
+        for (int64_t r = (c < c_vec ? r_vec : r0); r < r1; ++r) dst[c * ld + r] = src[r * C + c];
     }
   });
 }

@@ -184,10 +184,26 @@ Tensor transpose(const Tensor& input) {
   });
   return out;
 }
+
+// The inputs of the recurrent GEMM, transposed: h0 (B, H) and h_all (T, B, H) -> (H, T*B) whose
+// column block t is h_{t-1}^T (h0 for t = 0), without building the shifted (T, B, H) copy.
+Tensor transpose_previous(const Tensor& h0_in, const Tensor& h_all_in) {
+  const auto h0 = h0_in.contiguous();
+  const auto h_all = h_all_in.contiguous();
+  const int64_t T = h_all.size(0), B = h_all.size(1), H = h_all.size(2);
+  auto out = at::empty({H, T * B}, h_all.options());
+  AT_DISPATCH_FLOATING_TYPES(h_all.scalar_type(), "rnnkit_transpose_previous", [&] {
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    transpose_into(h0.data_ptr<scalar_t>(), B, H, dst, T * B);
+    if (T > 1) transpose_into(h_all.data_ptr<scalar_t>(), (T - 1) * B, H, dst + B, T * B);
+  });
+  return out;
+}
 }  // namespace rnnkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("transpose", &rnnkit::transpose, "2-D transpose into a new contiguous tensor");
+  m.def("transpose_previous", &rnnkit::transpose_previous, "[h0; h_all[:-1]] as (H, T*B)");
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence");
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time");
 }
