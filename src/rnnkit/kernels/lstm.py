@@ -14,60 +14,93 @@ from .build import load_extension
 from .workspace import scratch
 
 
-def previous_states_t(ext: Any, h0: Tensor, h_all: Tensor, mask: Tensor | None) -> Tensor:
-    """(H, T*B): h_{t-1} for every step as the recurrent weights saw it, transposed for the
+def active_rows(batch_sizes: list[int], batch: int, device: torch.device) -> Tensor | None:
+    """Indices into the (T*B) rows of a sorted batch of the rows that are active, step after
+    step (the PackedSequence order); None when every row is active."""
+    if not batch_sizes:
+        return None
+    steps = torch.arange(len(batch_sizes)).repeat_interleave(torch.tensor(batch_sizes))
+    counts = torch.tensor(batch_sizes)
+    starts = torch.cumsum(counts, 0) - counts  # first packed row of each step
+    within = torch.arange(int(counts.sum())) - starts.repeat_interleave(counts)
+    return (steps * batch + within).to(device)
+
+
+def previous_states_t(
+    ext: Any, h0: Tensor, h_all: Tensor, mask: Tensor | None, rows: Tensor | None
+) -> Tensor:
+    """(H, N): h_{t-1} of every active row as the recurrent weights saw it, transposed for the
     weight-gradient GEMM."""
-    if mask is None:
+    if mask is None and rows is None:
         return ext.transpose_previous(h0, h_all)
-    h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]]) * mask  # (T, B, H), dropped out
-    return ext.transpose(h_prev.view(-1, h_prev.shape[-1]))
+    B, H = h0.shape
+    h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]]).view(-1, H)  # (T*B, H)
+    if rows is not None:
+        h_prev = h_prev.index_select(0, rows)
+    if mask is not None:
+        batch_index = (rows if rows is not None else torch.arange(h_prev.shape[0])) % B
+        h_prev = h_prev * mask.index_select(0, batch_index.to(mask.device))
+    return ext.transpose(h_prev)
 
 
 class LSTMFunction(torch.autograd.Function):
     """(x (T, B, I), h0, c0 (B, H), weights...) -> (h_all (T, B, H), h_n, c_n).
 
     The batch is sorted by decreasing length and ``batch_sizes[t]`` rows are active at step t
-    (all B when ``batch_sizes`` is empty).
+    (all B when ``batch_sizes`` is empty). Only active rows are projected, kept for backward and
+    differentiated: the work follows the valid tokens.
     """
 
     @staticmethod
     def forward(ctx: Any, x, h0, c0, w_ih, w_hh, b_ih, b_hh, peephole, mask, batch_sizes):
         ext = load_extension("lstm")
         T, B, I = x.shape
+        rows = active_rows(batch_sizes, B, x.device)
+        x_rows = x.reshape(T * B, I)
+        if rows is not None:
+            x_rows = x_rows.index_select(0, rows)  # (N, I)
         bias = None if b_ih is None else b_ih + b_hh
-        xp = gemm.linear(x.reshape(T * B, I), w_ih, bias).view(T, B, -1)  # (T, B, 4H)
+        xp = gemm.linear(x_rows, w_ih, bias)  # (N, 4H)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), peephole, mask,
             batch_sizes,
         )  # fmt: skip
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates)
-        ctx.batch_sizes, ctx.has_bias = batch_sizes, b_ih is not None
+        ctx.save_for_backward(x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates)
+        ctx.batch_sizes, ctx.has_bias, ctx.x_shape = batch_sizes, b_ih is not None, x.shape
         return h_all, h_n, c_n
 
     @staticmethod
     def backward(ctx: Any, d_h_all, d_h_n, d_c_n):
-        x, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates = ctx.saved_tensors
+        x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates = ctx.saved_tensors
         ext = load_extension("lstm")
-        T, B, I = x.shape
-        w_hh_t = w_hh.t().contiguous()
+        T, B, I = ctx.x_shape
+        N = gates.shape[0]
         d_gates, d_gates_t, d_h0, d_c0 = ext.lstm_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
-            c0.contiguous(), w_hh, gemm.pack(w_hh_t, B), peephole, mask, ctx.batch_sizes,
-            scratch("lstm.d_gates", gates.shape, gates),
-            scratch("lstm.d_gates_t", (gates.shape[2], T * B), gates),
+            c0.contiguous(), w_hh, gemm.pack(w_hh.t().contiguous(), B), peephole, mask,
+            ctx.batch_sizes, scratch("lstm.d_gates", (N, gates.shape[1]), gates),
+            scratch("lstm.d_gates_t", (gates.shape[1], N), gates),
         )  # fmt: skip
-        d_g = d_gates.view(T * B, -1)  # (T*B, 4H)
-        d_x = gemm.linear(d_g, w_ih.t()).view(T, B, I) if ctx.needs_input_grad[0] else None
+        d_x = None
+        if ctx.needs_input_grad[0]:
+            d_x_rows = gemm.linear(d_gates, w_ih.t())  # (N, I)
+            if rows is not None:
+                d_x_rows = d_x_rows.new_zeros(T * B, I).index_copy_(0, rows, d_x_rows)
+            d_x = d_x_rows.view(T, B, I)
         # Weight gradients summed over all steps, one GEMM each, from transposed operands.
-        d_w_ih = gemm.linear(d_gates_t, ext.transpose(x.reshape(T * B, I)))  # (4H, I)
-        d_w_hh = gemm.linear(d_gates_t, previous_states_t(ext, h0, h_all, mask))  # (4H, H)
-        d_b = d_g.sum(0) if ctx.has_bias else None
+        d_w_ih = gemm.linear(d_gates_t, ext.transpose(x_rows))  # (4H, I)
+        d_w_hh = gemm.linear(d_gates_t, previous_states_t(ext, h0, h_all, mask, rows))  # (4H, H)
+        d_b = d_gates.sum(0) if ctx.has_bias else None
         d_peephole = None
         if peephole is not None:
-            c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]])
+            H = c0.shape[1]
+            c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]]).view(-1, H)
+            c_now = c_all.view(-1, H)
+            if rows is not None:
+                c_prev, c_now = c_prev.index_select(0, rows), c_now.index_select(0, rows)
             d_i, d_f, _, d_o = d_gates.chunk(4, dim=-1)
             d_peephole = torch.stack(
-                [(d_i * c_prev).sum((0, 1)), (d_f * c_prev).sum((0, 1)), (d_o * c_all).sum((0, 1))]
+                [(d_i * c_prev).sum(0), (d_f * c_prev).sum(0), (d_o * c_now).sum(0)]
             )
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None
 

@@ -67,25 +67,28 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
   }
 }
 
-// xp: (T, B, 4H) input projection plus both biases (added to W_hh h in the gate math, which
-// measured faster than oneDNN's add post-op); h0, c0: (B, H); w_hh: (4H, H);
+// xp: (N, 4H) input projection plus both biases for the active rows only, packed step after
+// step (N = sum of batch_sizes, or T*B): no work is spent on padding. It is added to W_hh h in
+// the gate math (measured faster than oneDNN's add post-op). h0, c0: (B, H); w_hh: (4H, H);
 // peephole: (3, H) rows c->i, c->f, c->o; mask: (B, H) recurrent dropout, applied to h_{t-1}
 // where it enters w_hh. Returns h_all, c_all (T, B, H) (zeros at inactive rows), gates
-// (T, B, 4H) (activated i, f, g, o), h_n, c_n.
+// (N, 4H) (activated i, f, g, o, packed like xp), h_n, c_n.
 std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                  const std::optional<Tensor>& peephole,
                                  const std::optional<Tensor>& mask,
                                  const std::vector<int64_t>& batch_sizes) {
-  const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1);
+  const int64_t B = h0.size(0), H = c0.size(1);
+  const int64_t T = batch_sizes.empty() ? xp.size(0) / B : static_cast<int64_t>(batch_sizes.size());
   auto h_all = at::empty({T, B, H}, h0.options());
   auto c_all = at::empty({T, B, H}, c0.options());
-  auto gates = at::empty({T, B, 4 * H}, xp.options());
+  auto gates = at::empty({xp.size(0), 4 * H}, xp.options());  // packed like xp
   auto h = h0.clone();
   auto c = c0.clone();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
     const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
-    for (int64_t t = 0; t < T; ++t) {
+    int64_t offset = 0;  // first packed row of step t
+    for (int64_t t = 0; t < T; offset += batch_sizes.empty() ? B : batch_sizes[t], ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       auto h_in_all = mask ? h * *mask : h;
       zero_rows_from(h_all[t].data_ptr<scalar_t>(), n, B, H);  // outputs at padded steps
@@ -94,8 +97,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
       auto h_in = h_in_all.narrow(0, 0, n);
       auto pre = gemm_nt(h_in, w_hh, w_hh_packed);  // (n, 4H); xp is added in the gate math
       const scalar_t* P = pre.data_ptr<scalar_t>();
-      const scalar_t* XP = xp[t].data_ptr<scalar_t>();
-      scalar_t* Gt = gates[t].data_ptr<scalar_t>();
+      const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * 4 * H;
+      scalar_t* Gt = gates.data_ptr<scalar_t>() + offset * 4 * H;
       scalar_t* Ct = c_all[t].data_ptr<scalar_t>();
       scalar_t* Hs = h.data_ptr<scalar_t>();
       scalar_t* Cs = c.data_ptr<scalar_t>();
@@ -120,9 +123,9 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
 }
 
 // Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n, d_c_n: (B, H).
-// Returns d_gates (T, B, 4H) (gradients of the gate pre-activations, zero at inactive rows;
-// the caller turns them into weight and input gradients with one GEMM each), its transpose
-// d_gates_t (4H, T*B), d_h0, d_c0.
+// Fills d_gates (N, 4H) (gradients of the gate pre-activations, packed like gates; the caller
+// turns them into weight and input gradients with one GEMM each) and its transpose d_gates_t
+// (4H, N); returns them with d_h0, d_c0.
 // w_hh_t_packed, if given, is w_hh^T (H, 4H) packed for oneDNN.
 std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& d_c_n,
                                   const Tensor& gates, const Tensor& c_all, const Tensor& c0,
@@ -131,22 +134,23 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
                                   const std::optional<Tensor>& mask,
                                   const std::vector<int64_t>& batch_sizes, Tensor d_gates,
                                   Tensor d_gates_t) {
-  // d_gates (T, B, 4H) and d_gates_t (4H, T*B) are scratch buffers the caller owns.
-  const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
+  // d_gates and d_gates_t are scratch buffers the caller owns.
+  const int64_t T = c_all.size(0), B = c_all.size(1), H = c0.size(1), N = gates.size(0);
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto d_c = d_c_n.clone();
   auto w_hh_t = w_hh.t();  // (H, 4H): d_h_prev = d_gates @ w_hh
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
     const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
+    int64_t offset = N;  // one past the last packed row of step t
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-      zero_rows_from(d_gates[t].data_ptr<scalar_t>(), n, B, 4 * H);
+      offset -= n;
       if (n == 0) continue;
-      const scalar_t* G = gates[t].data_ptr<scalar_t>();
+      const scalar_t* G = gates.data_ptr<scalar_t>() + offset * 4 * H;
       const scalar_t* C = c_all[t].data_ptr<scalar_t>();
       const scalar_t* Cp = (t > 0 ? c_all[t - 1] : c0).data_ptr<scalar_t>();
       const scalar_t* dHo = d_h_all[t].data_ptr<scalar_t>();
-      scalar_t* dG = d_gates[t].data_ptr<scalar_t>();
+      scalar_t* dG = d_gates.data_ptr<scalar_t>() + offset * 4 * H;
       scalar_t* dH = d_h.data_ptr<scalar_t>();
       scalar_t* dC = d_c.data_ptr<scalar_t>();
       for_rows(n, H, [&](int64_t begin, int64_t end) {
@@ -161,12 +165,12 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
           }
         }
       });
-      auto d_g_rows = d_gates[t].narrow(0, 0, n);
+      auto d_g_rows = d_gates.narrow(0, offset, n);
       auto d_h_prev = gemm_nt(d_g_rows, w_hh_t, w_hh_t_packed);  // (n, H)
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
       d_h.narrow(0, 0, n).copy_(d_h_prev);
     }
-    transpose_into(d_gates.data_ptr<scalar_t>(), T * B, 4 * H, d_gates_t.data_ptr<scalar_t>());
+    transpose_into(d_gates.data_ptr<scalar_t>(), N, 4 * H, d_gates_t.data_ptr<scalar_t>());
   });
   return {d_gates, d_gates_t, d_h, d_c};
 }
