@@ -36,12 +36,18 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return F.linear(x, weight, bias)
 
 
-def _transpose(t: Tensor) -> Tensor:
-    """(R, C) -> (C, R) contiguous, with the C++ tiled transpose when it is built."""
+def transpose(t: Tensor, name: str | None = None) -> Tensor:
+    """(R, C) -> (C, R) contiguous, with the C++ tiled transpose when it is built; into the
+    reused scratch buffer ``name`` if given (the result is then valid until the next call
+    with that name)."""
     from .build import load_extension
+    from .workspace import scratch
 
     ext = load_extension("lstm")
-    return ext.transpose(t) if ext is not None else t.t().contiguous()
+    if ext is None:
+        return t.t().contiguous()
+    out = None if name is None else scratch(name, (t.shape[1], t.shape[0]), t)
+    return ext.transpose(t, out)
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -58,7 +64,9 @@ class _OneDNNLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         d_y = d_y.contiguous()
         d_x = linear(d_y, weight.t()) if ctx.needs_input_grad[0] else None
-        d_w = linear(_transpose(d_y), _transpose(x)) if ctx.needs_input_grad[1] else None
+        d_w = None
+        if ctx.needs_input_grad[1]:
+            d_w = linear(transpose(d_y, "linear.d_y_t"), transpose(x, "linear.x_t"))
         d_b = d_y.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return d_x, d_w, d_b
 

@@ -64,7 +64,7 @@ class GRUFunction(torch.autograd.Function):
         d_p = d_xp.view(T * B, 3 * H)
         d_x = gemm.linear(d_p, w_ih.t()).view(T, B, I) if ctx.needs_input_grad[0] else None
         # Weight gradients summed over all steps, one GEMM each, from transposed operands.
-        d_w_ih = gemm.linear(d_t[H:], ext.transpose(x.reshape(T * B, I).contiguous()))  # (3H, I)
+        d_w_ih = gemm.linear(d_t[H:], gemm.transpose(x.reshape(T * B, I), "gru.x_t"))  # (3H, I)
         d_w_hh_nrz = gemm.linear(d_t[: 3 * H], h_prev_t)  # (3H, H), rows n, r, z
         d_w_hh = torch.cat([d_w_hh_nrz[H:], d_w_hh_nrz[:H]])
         d_b_ih = d_b_hh = None

@@ -40,7 +40,7 @@ def previous_states_t(
     if mask is not None:
         batch_index = (rows if rows is not None else torch.arange(h_prev.shape[0])) % B
         h_prev = h_prev * mask.index_select(0, batch_index.to(mask.device))
-    return ext.transpose(h_prev)
+    return gemm.transpose(h_prev, "lstm.h_prev_t")
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -88,7 +88,7 @@ class LSTMFunction(torch.autograd.Function):
                 d_x_rows = d_x_rows.new_zeros(T * B, I).index_copy_(0, rows, d_x_rows)
             d_x = d_x_rows.view(T, B, I)
         # Weight gradients summed over all steps, one GEMM each, from transposed operands.
-        d_w_ih = gemm.linear(d_gates_t, ext.transpose(x_rows))  # (4H, I)
+        d_w_ih = gemm.linear(d_gates_t, gemm.transpose(x_rows, "lstm.x_t"))  # (4H, I)
         d_w_hh = gemm.linear(d_gates_t, previous_states_t(ext, h0, h_all, mask, rows))  # (4H, H)
         d_b = d_gates.sum(0) if ctx.has_bias else None
         d_peephole = None

@@ -49,7 +49,7 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         )  # fmt: skip
         lstm_ext = load_extension("lstm")
         d_w_hh = gemm.linear(
-            lstm_ext.transpose(d_hh.view(T * B, -1)),
+            gemm.transpose(d_hh.view(T * B, -1), "lstm_ln.d_hh_t"),
             previous_states_t(lstm_ext, h0, h_all, mask, None),
         )
         d_b_hh = d_b_hh if ctx.has_bias else None

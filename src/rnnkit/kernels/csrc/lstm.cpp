@@ -178,11 +178,15 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
 }  // namespace rnnkit
 
 namespace rnnkit {
-// (R, C) -> (C, R), contiguous.
-Tensor transpose(const Tensor& input) {
+// (R, C) -> (C, R), contiguous, written into out (a reused buffer: fresh pages cost more than
+// the copy) or a new tensor.
+Tensor transpose(const Tensor& input, const std::optional<Tensor>& out_opt) {
   TORCH_CHECK(input.dim() == 2, "transpose: expected a 2-D tensor, got ", input.dim(), "-D");
   const auto src = input.contiguous();
-  auto out = at::empty({src.size(1), src.size(0)}, src.options());
+  auto out = out_opt ? *out_opt : at::empty({src.size(1), src.size(0)}, src.options());
+  TORCH_CHECK(out.is_contiguous() && out.size(0) == src.size(1) && out.size(1) == src.size(0) &&
+                  out.scalar_type() == src.scalar_type(),
+              "transpose: out must be a contiguous (C, R) tensor of the input's dtype");
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "rnnkit_transpose", [&] {
     transpose_into(src.data_ptr<scalar_t>(), src.size(0), src.size(1), out.data_ptr<scalar_t>());
   });
@@ -206,7 +210,8 @@ Tensor transpose_previous(const Tensor& h0_in, const Tensor& h_all_in) {
 }  // namespace rnnkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("transpose", &rnnkit::transpose, "2-D transpose into a new contiguous tensor");
+  m.def("transpose", &rnnkit::transpose, "2-D transpose into out or a new contiguous tensor",
+        py::arg("input"), py::arg("out") = py::none());
   m.def("transpose_previous", &rnnkit::transpose_previous, "[h0; h_all[:-1]] as (H, T*B)");
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence");
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time");
