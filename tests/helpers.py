@@ -32,3 +32,23 @@ def assert_close(actual, expected, tol, what=""):
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     err = (actual - expected).abs().max().item() if actual.numel() else 0.0
     assert err <= tol, f"{what}: max abs error {err:.3g} > {tol:g}"
+
+
+def assert_near(actual, expected, dtype, what=""):
+    """assert_close with the dtype's tolerance, relative to the scale in float32."""
+    scale = max(1.0, expected.abs().max().item()) if dtype == torch.float32 else 1.0
+    assert_close(actual, expected, TOLERANCE[dtype] * scale, what)
+
+
+def count_calls(monkeypatch, owner, name="run"):
+    """Replace ``owner.name`` by a wrapper that counts its calls; returns {name: count}, so a
+    test can prove that a fused kernel ran rather than a silent fallback."""
+    counter = {name: 0}
+    original = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        counter[name] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return counter

@@ -15,35 +15,18 @@ from rnnkit.kernels import elman as fused_elman
 from rnnkit.kernels import gemm
 from rnnkit.kernels.build import load_extension
 from rnnkit.layers.recurrence import run_direction
+from tests.helpers import assert_near, count_calls
 
-TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}  # float32: relative to the scale
 NONLINEARITIES = ["tanh", "relu", "sigmoid"]
 
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Registers the Elman kernel (until the registry lists it) and counts calls of its ``run``."""
+    """Counts calls of the kernel's ``run``."""
     if os.environ.get("RNNKIT_NO_EXTENSIONS") == "1":
         pytest.skip("C++ kernels disabled by RNNKIT_NO_EXTENSIONS=1")
-    assert load_extension("elman") is not None, "the Elman kernel failed to build"
-    if "elman" not in rnnkit.kernels.KERNELS:
-        monkeypatch.setattr(rnnkit.kernels, "KERNELS", (*rnnkit.kernels.KERNELS, "elman"))
-    counter = {"run": 0}
-    run = fused_elman.run
-
-    def counting_run(*args, **kwargs):
-        counter["run"] += 1
-        return run(*args, **kwargs)
-
-    monkeypatch.setattr(fused_elman, "run", counting_run)
-    return counter
-
-
-def assert_near(actual, expected, dtype, what):
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    scale = max(1.0, expected.abs().max().item()) if dtype == torch.float32 else 1.0
-    err = (actual - expected).abs().max().item() if actual.numel() else 0.0
-    assert err <= TOLERANCE[dtype] * scale, f"{what}: max abs error {err:.3g}"
+    assert load_extension("elman") is not None, "the elman kernel failed to build"
+    return count_calls(monkeypatch, fused_elman)
 
 
 def outputs_and_grads(layer, x, hx, lengths, seed=5):
