@@ -55,8 +55,6 @@ def test_fused_equals_reference_loop(
     calls, nonlinearity, bidirectional, num_layers, bias, lengths, recurrent_dropout, dtype
 ):
     T, B, I, H = 6, 10, 5, 12  # B, H >= 8 and not multiples of 8: AVX blocks and the rest
-    if lengths is None and recurrent_dropout == 0 and nonlinearity != "sigmoid":
-        pytest.skip("goes to torch.nn's kernel; covered by test_fused_direction_without_lengths")
     layer = rnnkit.RNN(
         I, H, num_layers, nonlinearity=nonlinearity, bias=bias, bidirectional=bidirectional,
         recurrent_dropout=recurrent_dropout, dtype=dtype,
