@@ -75,7 +75,7 @@ class LSTMFunction(torch.autograd.Function):
         ext = load_extension("lstm")
         T, B, I = ctx.x_shape
         N = gates.shape[0]
-        d_gates, d_gates_t, d_h0, d_c0 = ext.lstm_backward(
+        d_gates, d_gates_t, d_h0, d_c0, d_peephole = ext.lstm_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
             c0.contiguous(), w_hh, gemm.pack(w_hh.t().contiguous(), B), peephole, mask,
             ctx.batch_sizes, scratch("lstm.d_gates", (N, gates.shape[1]), gates),
@@ -91,17 +91,6 @@ class LSTMFunction(torch.autograd.Function):
         d_w_ih = gemm.linear(d_gates_t, gemm.transpose(x_rows, "lstm.x_t"))  # (4H, I)
         d_w_hh = gemm.linear(d_gates_t, previous_states_t(ext, h0, h_all, mask, rows))  # (4H, H)
         d_b = d_gates.sum(0) if ctx.has_bias else None
-        d_peephole = None
-        if peephole is not None:
-            H = c0.shape[1]
-            c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]]).view(-1, H)
-            c_now = c_all.view(-1, H)
-            if rows is not None:
-                c_prev, c_now = c_prev.index_select(0, rows), c_now.index_select(0, rows)
-            d_i, d_f, _, d_o = d_gates.chunk(4, dim=-1)
-            d_peephole = torch.stack(
-                [(d_i * c_prev).sum(0), (d_f * c_prev).sum(0), (d_o * c_now).sum(0)]
-            )
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None
 
 

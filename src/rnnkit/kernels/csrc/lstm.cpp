@@ -46,7 +46,9 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
                               const scalar_t* __restrict__ d_out,
                               const scalar_t* __restrict__ w_peep,
                               const scalar_t* __restrict__ d_h, scalar_t* __restrict__ d_c,
-                              scalar_t* __restrict__ d_g, int64_t H) {
+                              scalar_t* __restrict__ d_g, scalar_t* __restrict__ d_peep,
+                              int64_t H) {
+  // d_peep: this thread's running sums of the peephole gradients (3H), if kPeephole.
 #pragma omp simd
   for (int64_t j = 0; j < H; ++j) {
     const scalar_t i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
@@ -58,7 +60,12 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
     const scalar_t di_pre = dc * gg * i * (1 - i);
     const scalar_t df_pre = dc * c_prev[j] * f * (1 - f);
     scalar_t dc_prev = dc * f;
-    if constexpr (kPeephole) dc_prev += di_pre * w_peep[j] + df_pre * w_peep[H + j];
+    if constexpr (kPeephole) {
+      dc_prev += di_pre * w_peep[j] + df_pre * w_peep[H + j];
+      d_peep[j] += di_pre * c_prev[j];
+      d_peep[H + j] += df_pre * c_prev[j];
+      d_peep[2 * H + j] += do_pre * c[j];
+    }
     d_g[j] = di_pre;
     d_g[H + j] = df_pre;
     d_g[2 * H + j] = dc * i * (1 - gg * gg);
@@ -125,7 +132,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
 // Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n, d_c_n: (B, H).
 // Fills d_gates (N, 4H) (gradients of the gate pre-activations, packed like gates; the caller
 // turns them into weight and input gradients with one GEMM each) and its transpose d_gates_t
-// (4H, N); returns them with d_h0, d_c0.
+// (4H, N); returns them with d_h0, d_c0 and the peephole gradient (3, H) (undefined without
+// peepholes).
 // w_hh_t_packed, if given, is w_hh^T (H, 4H) packed for oneDNN.
 std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& d_c_n,
                                   const Tensor& gates, const Tensor& c_all, const Tensor& c0,
@@ -139,8 +147,10 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto d_c = d_c_n.clone();
   auto w_hh_t = w_hh.t();  // (H, 4H): d_h_prev = d_gates @ w_hh
+  auto peep_sums = at::zeros({peephole ? at::get_num_threads() : 0, 3 * H}, c0.options());
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
     const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
+    scalar_t* dP = peephole ? peep_sums.data_ptr<scalar_t>() : nullptr;
     int64_t offset = N;  // one past the last packed row of step t
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
@@ -157,11 +167,12 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
         for (int64_t b = begin; b < end; ++b) {
           const int64_t r = b * H;
           if (w_peep) {
+            scalar_t* acc = dP + at::get_thread_num() * 3 * H;
             lstm_backward_row<true>(G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r,
-                                    dG + 4 * r, H);
+                                    dG + 4 * r, acc, H);
           } else {
             lstm_backward_row<false>(G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r,
-                                     dG + 4 * r, H);
+                                     dG + 4 * r, static_cast<scalar_t*>(nullptr), H);
           }
         }
       });
@@ -172,7 +183,8 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
     }
     transpose_into(d_gates.data_ptr<scalar_t>(), N, 4 * H, d_gates_t.data_ptr<scalar_t>());
   });
-  return {d_gates, d_gates_t, d_h, d_c};
+  auto d_peephole = peephole ? peep_sums.sum(0).view({3, H}) : at::Tensor();
+  return {d_gates, d_gates_t, d_h, d_c, d_peephole};
 }
 
 }  // namespace rnnkit
