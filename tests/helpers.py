@@ -52,3 +52,48 @@ def count_calls(monkeypatch, owner, name="run"):
 
     monkeypatch.setattr(owner, name, counted)
     return counter
+
+
+def outputs_and_grads(layer, x, hx, lengths, seed=5):
+    """Forward (seeded, so recurrent dropout draws the same masks), backprop a fixed random
+    weighting of output and h_n -> {output, h_n, d input, d hx, d each parameter}."""
+    layer.zero_grad()
+    x = x.detach().requires_grad_()
+    hx = hx.detach().requires_grad_()
+    torch.manual_seed(seed)
+    y, h_n = layer(x, hx, lengths=lengths)
+    gen = torch.Generator().manual_seed(1234)
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in (y, h_n))
+    loss.backward()
+    grads = {f"d {name}": p.grad.clone() for name, p in layer.named_parameters()}
+    return {"output": y.detach(), "h_n": h_n.detach(), "d input": x.grad, "d hx": hx.grad} | grads
+
+
+def assert_direction_matches_loop(calls, equations, state_type, dtype, reverse):
+    """One fused direction without lengths or mask equals rnnkit's step loop: outputs, final
+    state and the gradients of the input, initial state and every parameter."""
+    from rnnkit.layers.recurrence import run_direction
+
+    H = equations.hidden_size
+    params = {
+        name: (torch.randn(shape, dtype=dtype) * 0.4).requires_grad_()
+        for name, shape in equations.parameter_shapes().items()
+    }
+    x = torch.randn(6, 10, equations.input_size, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(10, H, dtype=dtype, requires_grad=True)
+    weights = torch.randn(6, 10, H, dtype=dtype), torch.randn(10, H, dtype=dtype)
+    inputs = [x, h0, *params.values()]
+
+    def run(use_fast):
+        y, state = run_direction(equations, params, x, state_type(h0), reverse=reverse,
+                                 use_fast=use_fast)  # fmt: skip
+        loss = (y * weights[0]).sum() + (state.h * weights[1]).sum()
+        return [y.detach(), state.h.detach(), *torch.autograd.grad(loss, inputs)]
+
+    fused = run(True)
+    assert calls["run"] == 1
+    reference = run(False)
+    assert calls["run"] == 1
+    names = ["output", "h_n", "d x", "d h0", *(f"d {n}" for n in params)]
+    for what, a, b in zip(names, fused, reference, strict=True):
+        assert_near(a, b, dtype, what)

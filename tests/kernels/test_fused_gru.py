@@ -12,8 +12,12 @@ import rnnkit.kernels
 from rnnkit.cells.gru import GRUEquations, GRUState
 from rnnkit.kernels import gru as fused_gru
 from rnnkit.kernels.build import load_extension
-from rnnkit.layers.recurrence import run_direction
-from tests.helpers import assert_near, count_calls
+from tests.helpers import (
+    assert_direction_matches_loop,
+    assert_near,
+    count_calls,
+    outputs_and_grads,
+)
 
 
 @pytest.fixture
@@ -23,21 +27,6 @@ def calls(monkeypatch):
         pytest.skip("C++ kernels disabled by RNNKIT_NO_EXTENSIONS=1")
     assert load_extension("gru") is not None, "the gru kernel failed to build"
     return count_calls(monkeypatch, fused_gru)
-
-
-def outputs_and_grads(layer, x, hx, lengths, seed=5):
-    """Forward (seeded, so recurrent dropout draws the same masks), backprop a fixed random
-    weighting of output and h_n -> [output, h_n, d input, d hx, d each parameter]."""
-    layer.zero_grad()
-    x = x.detach().requires_grad_()
-    hx = hx.detach().requires_grad_()
-    torch.manual_seed(seed)
-    y, h_n = layer(x, hx, lengths=lengths)
-    gen = torch.Generator().manual_seed(1234)
-    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in (y, h_n))
-    loss.backward()
-    grads = {f"d {name}": p.grad.clone() for name, p in layer.named_parameters()}
-    return {"output": y.detach(), "h_n": h_n.detach(), "d input": x.grad, "d hx": hx.grad} | grads
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
@@ -82,29 +71,7 @@ def test_fused_equals_reference_loop(
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
 def test_fused_direction_without_lengths(calls, dtype, reverse, bias):
     """No lengths and no mask (empty batch_sizes): the fused direction equals the step loop."""
-    equations = GRUEquations(5, 12, bias)
-    params = {
-        name: (torch.randn(shape, dtype=dtype) * 0.4).requires_grad_()
-        for name, shape in equations.parameter_shapes().items()
-    }
-    x = torch.randn(6, 10, 5, dtype=dtype, requires_grad=True)
-    h0 = torch.randn(10, 12, dtype=dtype, requires_grad=True)
-    weights = torch.randn(6, 10, 12, dtype=dtype), torch.randn(10, 12, dtype=dtype)
-    inputs = [x, h0, *params.values()]
-
-    def run(use_fast):
-        y, state = run_direction(equations, params, x, GRUState(h0), reverse=reverse,
-                                 use_fast=use_fast)  # fmt: skip
-        loss = (y * weights[0]).sum() + (state.h * weights[1]).sum()
-        return [y.detach(), state.h.detach(), *torch.autograd.grad(loss, inputs)]
-
-    fused = run(True)
-    assert calls["run"] == 1
-    reference = run(False)
-    assert calls["run"] == 1
-    names = ["output", "h_n", "d x", "d h0", *(f"d {n}" for n in params)]
-    for what, a, b in zip(names, fused, reference, strict=True):
-        assert_near(a, b, dtype, what)
+    assert_direction_matches_loop(calls, GRUEquations(5, 12, bias), GRUState, dtype, reverse)
 
 
 def test_fused_equals_reference_at_a_size_that_uses_threads_and_onednn(calls):

@@ -13,7 +13,7 @@ from rnnkit.kernels import minrnn
 from rnnkit.kernels.build import load_extension
 from rnnkit.layers import recurrence
 from rnnkit.ops.scan import linear_scan
-from tests.helpers import assert_close
+from tests.helpers import assert_close, outputs_and_grads
 
 
 @pytest.fixture
@@ -110,18 +110,6 @@ def test_falls_back_to_linear_scan_without_the_extension(calls, monkeypatch):
     assert calls["apply"] == 0
 
 
-def layer_outputs_and_grads(layer, x, hx, lengths):
-    layer.zero_grad()
-    x = x.detach().requires_grad_()
-    hx = hx.detach().requires_grad_()
-    y, h_n = layer(x, hx, lengths=lengths)
-    gen = torch.Generator().manual_seed(1234)
-    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in (y, h_n))
-    loss.backward()
-    grads = {f"d {name}": p.grad.clone() for name, p in layer.named_parameters()}
-    return {"output": y.detach(), "h_n": h_n.detach(), "d input": x.grad, "d hx": hx.grad} | grads
-
-
 @pytest.mark.parametrize("ragged", [False, True], ids=["no-lengths", "lengths"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM])
@@ -131,10 +119,10 @@ def test_layers_equal_the_reference_loop(calls, cls, bidirectional, ragged):
     x = torch.randn(70, 5, 4, dtype=torch.float64)
     hx = torch.randn(2 * D, 5, 6, dtype=torch.float64)
     lengths = torch.tensor([70, 0, 33, 1, 69]) if ragged else None
-    fused = layer_outputs_and_grads(layer, x, hx, lengths)
+    fused = outputs_and_grads(layer, x, hx, lengths)
     assert calls["apply"] == 2 * D
     with rnnkit.reference_implementation():
-        reference = layer_outputs_and_grads(layer, x, hx, lengths)
+        reference = outputs_and_grads(layer, x, hx, lengths)
     assert calls["apply"] == 2 * D  # not during the reference
     for what in reference:
         assert_close(fused[what], reference[what], 1e-10, what)
