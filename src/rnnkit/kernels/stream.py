@@ -4,6 +4,7 @@ parameter changes (its version counter moves)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -17,12 +18,8 @@ from .build import load_extension
 
 def stream_step(layer: Any, x_t: Tensor, hx: Any) -> tuple[Tensor, Any] | None:
     """x_t (B, I) and torch-layout hx (or None) -> (y_t (B, H), hx); None if not applicable."""
-    cell = layer._equations[0]
-    lstm = isinstance(cell, LSTMEquations) and not (
-        cell.peephole or cell.layer_norm or cell.proj_size
-    )
-    gru = isinstance(cell, GRUEquations) and not cell.layer_norm
-    if not (lstm or gru) or layer.bidirectional or torch.is_grad_enabled():
+    kind = _stream_kind(layer._equations[0])
+    if kind is None or layer.bidirectional or torch.is_grad_enabled():
         return None
     if x_t.device.type != "cpu" or x_t.dtype not in (torch.float32, torch.float64):
         return None
@@ -31,7 +28,7 @@ def stream_step(layer: Any, x_t: Tensor, hx: Any) -> tuple[Tensor, Any] | None:
         return None
     weights = _packed_weights(layer, x_t.shape[0])
     L, B, H = layer.num_layers, x_t.shape[0], layer.hidden_size
-    if lstm:
+    if kind == "lstm":
         h, c = hx if hx is not None else (x_t.new_zeros(L, B, H), x_t.new_zeros(L, B, H))
         w_ih, w_hh, p_ih, p_hh, _, _, bias = weights
         h, c = ext.lstm_stream_step(
@@ -41,6 +38,16 @@ def stream_step(layer: Any, x_t: Tensor, hx: Any) -> tuple[Tensor, Any] | None:
     h = hx if hx is not None else x_t.new_zeros(L, B, H)
     h = ext.gru_stream_step(x_t.contiguous(), h.contiguous(), *weights[:6])
     return h[-1], h
+
+
+@functools.cache
+def _stream_kind(cell: Any) -> str | None:
+    """'lstm' or 'gru' when the cell's step has a streaming kernel, else None."""
+    if isinstance(cell, LSTMEquations) and not (cell.peephole or cell.layer_norm or cell.proj_size):
+        return "lstm"
+    if isinstance(cell, GRUEquations) and not cell.layer_norm:
+        return "gru"
+    return None
 
 
 def _packed_weights(layer: Any, batch_size: int) -> tuple[list[Any], ...]:

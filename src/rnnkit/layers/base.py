@@ -51,6 +51,7 @@ class RecurrentLayerMixin:
     ) -> None:
         """Keep the per-layer equations; register (and initialise) parameters torch lacks."""
         self._equations = tuple(equations)
+        self._state_widths = equations[0].state_sizes()  # width of each hx field
         self.recurrent_dropout = float(recurrent_dropout)
         for k, cell in enumerate(equations):
             bound = 1.0 / math.sqrt(cell.hidden_size)
@@ -206,7 +207,7 @@ class RecurrentLayerMixin:
         """Expected shape of each hx field: (D*L, B, width), or (D*L, width) when unbatched."""
         rows = self.num_layers * self._num_directions
         batch = () if batch_size is None else (batch_size,)
-        return tuple((rows, *batch, width) for width in self._equations[0].state_sizes())
+        return tuple((rows, *batch, width) for width in self._state_widths)
 
     def _parameter_dtype(self) -> torch.dtype | None:
         """The dtype input and hx must have; None under autocast, which casts inside the ops."""
@@ -217,6 +218,8 @@ class RecurrentLayerMixin:
 
     def _check_hx(self, hx: Any, batch_size: int | None, dtype: torch.dtype | None) -> None:
         """Check hx against (D*L, B, width) per field, or (D*L, width) if batch_size is None."""
+        if hx is None:
+            return
         fields = self._equations[0].state_type._fields
         shapes = self._state_shapes(batch_size)
         check_layer_hx(hx, fields, shapes, dtype, type(self).__name__)
