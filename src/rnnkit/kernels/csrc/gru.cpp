@@ -222,20 +222,9 @@ Tensor gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& ga
   return d_h;
 }
 
-// src (R, C) contiguous -> (C, R) contiguous.
-Tensor transpose(const Tensor& src) {
-  TORCH_CHECK(src.dim() == 2 && src.is_contiguous(), "transpose: a contiguous 2-D tensor");
-  auto out = at::empty({src.size(1), src.size(0)}, src.options());
-  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "rnnkit_gru_transpose", [&] {
-    transpose_into(src.data_ptr<scalar_t>(), src.size(0), src.size(1), out.data_ptr<scalar_t>());
-  });
-  return out;
-}
-
 }  // namespace rnnkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward", &rnnkit::gru_forward, "GRU forward over a sequence");
   m.def("gru_backward", &rnnkit::gru_backward, "GRU backward through time");
-  m.def("transpose", &rnnkit::transpose, "2-D transpose into a new contiguous tensor");
 }
