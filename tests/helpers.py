@@ -97,3 +97,17 @@ def assert_direction_matches_loop(calls, equations, state_type, dtype, reverse):
     names = ["output", "h_n", "d x", "d h0", *(f"d {n}" for n in params)]
     for what, a, b in zip(names, fused, reference, strict=True):
         assert_near(a, b, dtype, what)
+
+
+def require_kernel(name):
+    """The C++ kernel ``name`` must have built; with RNNKIT_NO_EXTENSIONS=1 (kernels switched
+    off on purpose) there is nothing to test, and the test says so by skipping."""
+    import os
+
+    import pytest
+
+    from rnnkit.kernels.build import load_extension
+
+    if os.environ.get("RNNKIT_NO_EXTENSIONS") == "1":
+        pytest.skip("C++ kernels disabled by RNNKIT_NO_EXTENSIONS=1")
+    assert load_extension(name) is not None, f"the {name} kernel failed to build"

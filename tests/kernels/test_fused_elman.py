@@ -3,8 +3,6 @@ rnnkit's reference Python loop: outputs, h_n and every parameter and input gradi
 layer options it handles; its autograd Function passes gradcheck; and the fused path is really
 the one taken."""
 
-import os
-
 import pytest
 import torch
 
@@ -13,12 +11,12 @@ import rnnkit.kernels
 from rnnkit.cells.elman import ElmanEquations, RNNState
 from rnnkit.kernels import elman as fused_elman
 from rnnkit.kernels import gemm
-from rnnkit.kernels.build import load_extension
 from tests.helpers import (
     assert_direction_matches_loop,
     assert_near,
     count_calls,
     outputs_and_grads,
+    require_kernel,
 )
 
 NONLINEARITIES = ["tanh", "relu", "sigmoid"]
@@ -27,9 +25,7 @@ NONLINEARITIES = ["tanh", "relu", "sigmoid"]
 @pytest.fixture
 def calls(monkeypatch):
     """Counts calls of the kernel's ``run``."""
-    if os.environ.get("RNNKIT_NO_EXTENSIONS") == "1":
-        pytest.skip("C++ kernels disabled by RNNKIT_NO_EXTENSIONS=1")
-    assert load_extension("elman") is not None, "the elman kernel failed to build"
+    require_kernel("elman")
     return count_calls(monkeypatch, fused_elman)
 
 

@@ -2,8 +2,6 @@
 loop: outputs, h_n and every parameter and input gradient, over the layer options it handles;
 its autograd Function passes gradcheck; and the fused path is really the one taken."""
 
-import os
-
 import pytest
 import torch
 
@@ -11,28 +9,24 @@ import rnnkit
 import rnnkit.kernels
 from rnnkit.cells.gru import GRUEquations, GRUState
 from rnnkit.kernels import gru as fused_gru
-from rnnkit.kernels.build import load_extension
 from tests.helpers import (
     assert_direction_matches_loop,
     assert_near,
     count_calls,
     outputs_and_grads,
+    require_kernel,
 )
 
 
 @pytest.fixture
 def calls(monkeypatch):
     """Counts calls of the kernel's ``run``."""
-    if os.environ.get("RNNKIT_NO_EXTENSIONS") == "1":
-        pytest.skip("C++ kernels disabled by RNNKIT_NO_EXTENSIONS=1")
-    assert load_extension("gru") is not None, "the gru kernel failed to build"
+    require_kernel("gru")
     return count_calls(monkeypatch, fused_gru)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("batch_first", [False, True], ids=["time-major", "batch-first"])
-# Without lengths and recurrent dropout torch.nn's kernel runs instead (that case of the fused
-# path is test_fused_direction_without_lengths).
 @pytest.mark.parametrize(
     "ragged, recurrent_dropout",
     [(True, 0.0), (False, 0.3), (True, 0.3)],

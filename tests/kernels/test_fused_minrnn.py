@@ -2,26 +2,21 @@
 naive step loop and rnnkit.ops.scan.linear_scan, passes gradcheck, stays accurate in float32 at
 4096 steps, and is the path minGRU/minLSTM layers really take (equal to the reference loop)."""
 
-import os
-
 import pytest
 import torch
 
 import rnnkit
 from rnnkit.cells.mingru import MinGRUEquations, MinLSTMEquations, MinRNNState
 from rnnkit.kernels import minrnn
-from rnnkit.kernels.build import load_extension
 from rnnkit.layers import recurrence
 from rnnkit.ops.scan import linear_scan
-from tests.helpers import assert_close, outputs_and_grads
+from tests.helpers import assert_close, outputs_and_grads, require_kernel
 
 
 @pytest.fixture
 def calls(monkeypatch):
     """Counts calls of the C++ Functions (the plain recurrence and the one with fused gates)."""
-    if os.environ.get("RNNKIT_NO_EXTENSIONS") == "1":
-        pytest.skip("C++ kernels disabled by RNNKIT_NO_EXTENSIONS=1")
-    assert load_extension("minrnn") is not None, "the minrnn kernel failed to build"
+    require_kernel("minrnn")
     counter = {"apply": 0}
     for function in (minrnn.LinearRecurrence, minrnn.MinRNNFunction):
 
