@@ -1,0 +1,1 @@
+"""The ``rnnkit`` command line: a thin typer layer over rnnkit's Python API."""

@@ -1,0 +1,1 @@
+"""Data: the dataset registry, vocabularies, and batches for the training tasks."""
