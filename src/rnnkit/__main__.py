@@ -1,0 +1,5 @@
+"""``python -m rnnkit`` runs the command line."""
+
+from .cli import main
+
+main()

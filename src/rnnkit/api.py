@@ -1,0 +1,131 @@
+"""The Python face of a trained run: ``rnnkit.load(run_dir)`` and what it can do.
+
+Every CLI command is a thin layer over these: ``Trained.predict``, ``Trained.generate``,
+``Trained.evaluate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .bundle import Bundle, load_bundle
+from .data.vocabulary import tokenize
+from .models.generation import generate_ids
+
+__all__ = ["Trained", "load", "generate_text"]
+
+
+def _stream_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any) -> Iterator[str]:
+    tokenizer = bundle.config.data.tokenizer
+    ids = bundle.vocab.encode(tokenize(prompt, tokenizer))
+    for i, token_id in enumerate(generate_ids(bundle.model, ids, max_tokens, **sampling)):
+        piece = bundle.vocab.tokens[token_id]
+        yield piece if tokenizer == "char" or i == 0 else " " + piece
+
+
+def generate_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any) -> str:
+    """Continue ``prompt`` with a language-model bundle (characters or words)."""
+    return "".join(_stream_text(bundle, prompt, max_tokens, **sampling))
+
+
+class Trained:
+    """A trained model with its vocabulary and labels: predict, generate, evaluate."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.config, self.model = bundle.config, bundle.model
+        self.vocab, self.labels = bundle.vocab, bundle.labels
+        self.task = self.config.task
+
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 200,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stream: bool = False,
+    ) -> str | Iterator[str]:
+        """Continue ``prompt``; with ``stream=True`` yield the new text piece by piece."""
+        if self.task != "language_model":
+            raise ValueError(f"generate needs a language-model run; this run is {self.task!r}")
+        pieces = _stream_text(
+            self.bundle,
+            prompt,
+            max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+        )
+        return pieces if stream else "".join(pieces)
+
+    @torch.no_grad()
+    def predict(self, texts: str | list[str], top: int = 5) -> list[dict[str, Any]]:
+        """Classification: label and probabilities per text. Labelling: (token, tag) pairs.
+        Language model: the ``top`` most likely next tokens after each text."""
+        if isinstance(texts, str):
+            texts = [texts]
+        self.model.eval()
+        tokenizer = self.config.data.tokenizer
+        results = []
+        for text in texts:
+            tokens = tokenize(text, tokenizer) or [""]
+            ids = torch.tensor([self.vocab.encode(tokens)])
+            lengths = torch.tensor([ids.shape[1]])
+            if self.task == "classification":
+                probabilities = self.model(ids, lengths).softmax(-1)[0]
+                best = int(probabilities.argmax())
+                results.append(
+                    {
+                        "text": text,
+                        "label": self.labels[best],
+                        "probabilities": {
+                            label: float(p)
+                            for label, p in zip(self.labels, probabilities, strict=True)
+                        },
+                    }
+                )
+            elif self.task == "labelling":
+                tags = self.model(ids, lengths)[0].argmax(-1).tolist()
+                results.append(
+                    {"text": text, "tokens": tokens, "tags": [self.labels[t] for t in tags]}
+                )
+            else:
+                logits, _ = self.model(ids)
+                probabilities = logits[0, -1].softmax(-1)
+                values, indices = probabilities.topk(min(top, len(self.vocab)))
+                results.append(
+                    {
+                        "text": text,
+                        "next": [
+                            {"token": self.vocab.tokens[i], "probability": float(p)}
+                            for p, i in zip(values.tolist(), indices.tolist(), strict=True)
+                        ],
+                    }
+                )
+        return results
+
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """Metrics on a split of the run's dataset, encoded with the run's own vocabulary."""
+        from .data.prepare import prepare_data
+        from .training.tasks import make_task
+
+        data = prepare_data(self.config, self.vocab, self.labels)
+        value = getattr(data, split, None) if split in ("train", "val", "test") else None
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split: expected 'train', 'val' or 'test', got {split!r}")
+        if value is None or len(value) == 0:
+            raise ValueError(f"the {split} split of {self.config.data.dataset!r} is empty")
+        return make_task(self.config, self.model, data).evaluate(split)
+
+
+def load(path: str | Path) -> Trained:
+    """Load a run directory, a model bundle or a training checkpoint, ready to use."""
+    return Trained(load_bundle(path))

@@ -1,0 +1,40 @@
+"""Build a task's model from the ``model`` section of a config."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import ModelConfig
+from .classifier import SequenceClassifier
+from .language_model import LanguageModel
+from .tagger import SequenceTagger
+
+__all__ = ["build_model"]
+
+
+def build_model(task: str, config: ModelConfig, vocab_size: int, num_labels: int = 0) -> nn.Module:
+    """The model for ``task`` ('language_model', 'classification' or 'labelling')."""
+    common = dict(
+        embedding_dim=config.embedding_dim,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        cell=config.cell,
+        dropout=config.dropout,
+        recurrent_dropout=config.recurrent_dropout,
+        layer_norm=config.layer_norm,
+    )
+    if task == "language_model":
+        if config.bidirectional:
+            raise ValueError("model.bidirectional: a language model reads left to right; got true")
+        return LanguageModel(vocab_size, **common, tie_weights=config.tie_weights)
+    if task == "classification":
+        return SequenceClassifier(
+            vocab_size,
+            num_labels,
+            **common,
+            bidirectional=config.bidirectional,
+            pooling=config.pooling,
+        )
+    if task == "labelling":
+        return SequenceTagger(vocab_size, num_labels, **common, bidirectional=config.bidirectional)
+    raise ValueError(f"task: expected language_model, classification or labelling, got {task!r}")

@@ -1,0 +1,82 @@
+"""Many-to-one: embedding -> recurrent stack -> masked pooling -> class logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..ops.masking import valid_mask
+from .recurrent import make_recurrent
+
+__all__ = ["SequenceClassifier", "pool"]
+
+
+def pool(outputs: Tensor, lengths: Tensor, how: str, bidirectional: bool) -> Tensor:
+    """outputs (B, T, D), lengths (B,) -> (B, D) over the valid steps only.
+
+    ``last`` takes the state after the last valid token (for a bidirectional stack: the forward
+    half at the last valid token and the backward half at the first token).
+    """
+    B, T, D = outputs.shape
+    mask = valid_mask(lengths, T).to(outputs.device).transpose(0, 1)  # (B, T)
+    if how == "mean":
+        total = (outputs * mask.unsqueeze(-1)).sum(1)
+        return total / lengths.clamp(min=1).to(outputs.dtype).unsqueeze(-1).to(outputs.device)
+    if how == "max":
+        return outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1).clamp_min(-1e30)
+    if how != "last":
+        raise ValueError(f"pooling: expected 'last', 'mean' or 'max', got {how!r}")
+    last = (lengths.to(outputs.device) - 1).clamp(min=0)
+    forward = outputs[torch.arange(B, device=outputs.device), last]
+    if not bidirectional:
+        return forward
+    half = D // 2
+    return torch.cat([forward[:, :half], outputs[:, 0, half:]], dim=-1)
+
+
+class SequenceClassifier(nn.Module):
+    """tokens (B, T), lengths (B,) -> logits (B, C)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        embedding_dim: int = 64,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        *,
+        cell: str = "lstm",
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        layer_norm: bool = False,
+        pooling: str = "last",
+        padding_idx: int = 0,
+    ) -> None:
+        super().__init__()
+        self.pooling, self.bidirectional = pooling, bidirectional
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = make_recurrent(
+            cell,
+            embedding_dim,
+            hidden_size,
+            num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            layer_norm=layer_norm,
+        )
+        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+
+    def features(self, tokens: Tensor) -> Tensor:
+        """tokens (B, T) -> recurrent inputs (B, T, E)."""
+        return self.dropout(self.embedding(tokens))
+
+    def readout(self, pooled: Tensor) -> Tensor:
+        """pooled recurrent outputs (B, D) -> logits (B, C)."""
+        return self.head(self.dropout(pooled))
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        outputs, _ = self.rnn(self.features(tokens), lengths=lengths)
+        return self.readout(pool(outputs, lengths, self.pooling, self.bidirectional))

@@ -1,0 +1,1 @@
+"""Training on Lightning: task modules, callbacks, the run directory and the engine."""

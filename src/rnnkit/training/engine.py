@@ -1,0 +1,246 @@
+"""``train(config)``: build the data, model and task, run Lightning's Trainer, fill the run
+directory.
+
+A run directory holds: ``config.yaml`` (the resolved config), ``metrics.csv``, ``tensorboard/``,
+``checkpoints/{best,last}.safetensors`` (resumable, safetensors + JSON), ``model/`` (the bundle
+``rnnkit.load`` reads), ``diagnostics/``, ``plots/*.png`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import signal
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from ..api import generate_text
+from ..bundle import Bundle, load_bundle, save_bundle
+from ..config import Config, ConfigError, config_to_dict
+from ..data.prepare import prepare_data
+from ..models import build_model
+from ..serialization import load_tree
+from .callbacks import JsonLinesLog, ProgressBar, SaveOnInterrupt, ValidationPrinter
+from .checkpointing import RunCheckpoint, SafetensorsCheckpointIO
+from .diagnostics import GradientDiagnostics
+from .metrics_log import MetricsCSV
+from .report import write_plots, write_report
+from .tasks import make_task
+
+__all__ = ["TrainResult", "train", "new_run_dir", "RUN_DIR_ENV"]
+
+RUN_DIR_ENV = "RNNKIT_RUN_DIR"
+
+# Lightning's advice that does not apply: rnnkit's batches are tensors already in memory.
+_QUIET_LIGHTNING = [
+    r".*does not have many workers.*",
+    r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+]
+
+
+@dataclass
+class TrainResult:
+    """Where the run lives and how it ended."""
+
+    run_dir: Path
+    metrics: dict[str, float]
+    sample: str | None = None
+
+
+def new_run_dir(config: Config, root: str | Path = "runs") -> Path:
+    """``root/<name or task-dataset>-<timestamp>``."""
+    name = config.name or f"{config.data.dataset}-{config.task}"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{name}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(root) / f"{name}-{stamp}-{suffix}"
+    return path
+
+
+def _is_launched_child() -> bool:
+    """True in a process Lightning's DDP launcher or torchrun started (not the first one)."""
+    return os.environ.get(RUN_DIR_ENV) is not None and os.environ.get("LOCAL_RANK") is not None
+
+
+def _resolve_run_dir(config: Config, run_dir: Path | None, resume: bool) -> Path:
+    if run_dir is None and _is_launched_child():
+        return Path(os.environ[RUN_DIR_ENV])
+    if resume:
+        if run_dir is None or not (Path(run_dir) / "checkpoints" / "last.safetensors").exists():
+            raise ConfigError(
+                f"--resume {run_dir}: expected a run directory with checkpoints/last.safetensors"
+            )
+        return Path(run_dir)
+    if run_dir is None:
+        if os.environ.get("WORLD_SIZE", "1") != "1":
+            raise ConfigError(
+                "under torchrun, pass --run-dir so that every process writes to "
+                "the same run directory"
+            )
+        return new_run_dir(config)
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not _is_launched_child():
+        raise ConfigError(
+            f"run directory {run_dir} exists and is not empty; pass --resume to "
+            "continue it or choose another --run-dir"
+        )
+    return run_dir
+
+
+def _trainer(config: Config, run_dir: Path, callbacks: list, loggers: list, quiet: bool):
+    train = config.train
+    world = train.devices * train.num_nodes
+    return pl.Trainer(
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        strategy="ddp" if world > 1 else "auto",
+        precision="bf16-mixed" if train.precision == "bf16" else "32-true",
+        max_epochs=train.max_epochs,
+        max_steps=train.max_steps,
+        max_time=None
+        if train.max_minutes is None
+        else datetime.timedelta(minutes=train.max_minutes),
+        val_check_interval=train.val_every_n_steps,
+        check_val_every_n_epoch=None if train.val_every_n_steps else 1,
+        limit_val_batches=train.limit_val_batches,
+        gradient_clip_val=None if config.optim.clip == "none" else config.optim.clip_value,
+        gradient_clip_algorithm=None if config.optim.clip == "none" else config.optim.clip,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        enable_progress_bar=not quiet,
+        enable_model_summary=False,
+        log_every_n_steps=train.log_every_n_steps,
+        default_root_dir=run_dir,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[SafetensorsCheckpointIO()],
+    )
+
+
+def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def train(
+    config: Config,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    json_lines: bool = False,
+    callbacks: list[pl.Callback] | None = None,
+) -> TrainResult:
+    """Train ``config`` into a run directory (a new one, or ``run_dir`` with ``resume``).
+
+    ``callbacks`` are added to rnnkit's own (the tuner adds its pruning callback this way).
+    """
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    run_dir = _resolve_run_dir(config, None if run_dir is None else Path(run_dir), resume)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+    checkpoints = run_dir / "checkpoints"
+    last = checkpoints / "last.safetensors"
+    child = _is_launched_child() and os.environ.get("LOCAL_RANK") != "0"
+
+    pl.seed_everything(config.train.seed, workers=True, verbose=False)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    previous = load_bundle(run_dir / "model") if resume or child else None
+    data = prepare_data(
+        config, previous.vocab if previous else None, previous.labels if previous else None
+    )
+    model = build_model(config.task, config.model, len(data.vocab), len(data.labels or []))
+    task = make_task(config, model, data)
+    if not resume and not child:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(
+            yaml.safe_dump(config_to_dict(config), sort_keys=False)
+        )
+        save_bundle(
+            run_dir / "model", Bundle(config, model, data.vocab, data.labels), weights=False
+        )
+
+    resume_epoch = int(load_tree(last)["epoch"]) + 1 if resume else None
+    train_config = config.train
+    diagnostics = GradientDiagnostics(config.diagnostics, run_dir)
+    callbacks = [
+        *(callbacks or []),
+        RunCheckpoint(
+            checkpoints,
+            train_config.monitor,
+            train_config.mode,
+            train_config.checkpoint_every_n_steps,
+        ),
+        diagnostics,
+        SaveOnInterrupt(checkpoints),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if train_config.early_stopping:
+        callbacks.append(
+            EarlyStopping(
+                train_config.monitor, patience=train_config.patience, mode=train_config.mode
+            )
+        )
+    if json_lines:
+        callbacks.append(JsonLinesLog(train_config.log_every_n_steps))
+    elif not quiet:
+        callbacks += [ValidationPrinter(), ProgressBar()]
+    loggers = [
+        MetricsCSV(run_dir, resume_epoch=resume_epoch),
+        TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
+    ]
+    trainer = _trainer(config, run_dir, callbacks, loggers, quiet or json_lines)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    with warnings.catch_warnings():
+        for pattern in _QUIET_LIGHTNING:
+            warnings.filterwarnings("ignore", message=pattern)
+        trainer.fit(task, ckpt_path=last if resume else None)
+    if not trainer.is_global_zero:
+        return TrainResult(run_dir, {})
+    return _finish(run_dir, config, task, data, quiet=quiet or json_lines)
+
+
+def _finish(run_dir: Path, config: Config, task, data, *, quiet: bool) -> TrainResult:
+    """Best weights into the bundle, final metrics on the whole validation split, plots,
+    report, and a sample for language models."""
+    best = run_dir / "checkpoints" / "best.safetensors"
+    if best.exists():
+        state = load_tree(best)["state_dict"]
+        task.load_state_dict(state)
+    bundle = Bundle(config, task.model, data.vocab, data.labels)
+    save_bundle(run_dir / "model", bundle)
+    metrics = task.evaluate("val") if data.val is not None and len(data.val) else {}
+    sample = None
+    if config.task == "language_model":
+        sample = generate_text(
+            bundle,
+            config.sample.prompt,
+            config.sample.max_tokens,
+            temperature=config.sample.temperature,
+            top_k=config.sample.top_k,
+            top_p=config.sample.top_p,
+            seed=config.train.seed,
+        )
+    write_plots(run_dir)
+    write_report(run_dir, metrics, sample)
+    if not quiet:
+        text = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        print(f"final (best checkpoint, whole validation split): {text}", file=sys.stderr)
+        if sample is not None:
+            print(f"sample:\n{config.sample.prompt}{sample}", file=sys.stderr)
+        print(f"run directory: {run_dir}", file=sys.stderr)
+    return TrainResult(run_dir, metrics, sample)
