@@ -1,4 +1,5 @@
-# Two entry points: `make run` (the main job) and `make test` (lint + the test suite).
+# Two entry points: `make run` (the main job: `rnnkit train` on its default config, a char LSTM
+# on Tiny Shakespeare) and `make test` (lint + the test suite).
 # Both create the virtual environment themselves. torch is pinned to the CPU wheel
 # (an unpinned torch pulls a multi-GB CUDA build).
 PYTHON ?= python3
@@ -19,7 +20,7 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH) -e '.[dev]'
 
 run: install
-	$(BIN)/python -m rnnkit.demo
+	$(BIN)/rnnkit train
 
 lint: install-dev
 	$(BIN)/ruff check src tests examples benchmarks

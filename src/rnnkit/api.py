@@ -13,18 +13,32 @@ from typing import Any
 import torch
 
 from .bundle import Bundle, load_bundle
-from .data.vocabulary import tokenize
+from .data.vocabulary import BOS, EOS, PAD, UNK, tokenize
 from .models.generation import generate_ids
 
 __all__ = ["Trained", "load", "generate_text"]
 
 
 def _stream_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any) -> Iterator[str]:
-    tokenizer = bundle.config.data.tokenizer
-    ids = bundle.vocab.encode(tokenize(prompt, tokenizer))
-    for i, token_id in enumerate(generate_ids(bundle.model, ids, max_tokens, **sampling)):
-        piece = bundle.vocab.tokens[token_id]
-        yield piece if tokenizer == "char" or i == 0 else " " + piece
+    """New text after ``prompt``, piece by piece. Word models write ``<eos>`` as a line break;
+    special tokens that never end a training line (padding, unknown, start) are not produced."""
+    vocab, tokenizer = bundle.vocab, bundle.config.data.tokenizer
+    specials = [PAD, UNK, BOS] + ([EOS] if tokenizer == "char" else [])
+    banned = [vocab.index[s] for s in specials]
+    ids = vocab.encode(tokenize(prompt, tokenizer))
+    if not ids:
+        raise ValueError("prompt: expected some text to continue, got an empty prompt")
+    after_line_break = prompt.endswith("\n")
+    for token_id in generate_ids(bundle.model, ids, max_tokens, banned=banned, **sampling):
+        token = vocab.tokens[token_id]
+        if tokenizer == "char":
+            yield token
+        elif token == EOS:
+            after_line_break = True
+            yield "\n"
+        else:
+            yield token if after_line_break else " " + token
+            after_line_break = False
 
 
 def generate_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "DiagnosticsConfig",
+    "DEFAULT_CONFIG",
     "SampleConfig",
     "load_config",
     "config_from_dict",
@@ -286,27 +287,28 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return result
 
 
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "shakespeare_char.yaml"
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (defaults if ``path`` is None) and apply overrides.
+    """Read a YAML config and apply overrides; ``path=None`` reads the packaged default run
+    (``rnnkit/configs/shakespeare_char.yaml``: a char LSTM on Tiny Shakespeare).
 
     >>> load_config(overrides=["train.max_epochs=2"]).train.max_epochs
     2
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        try:
-            values = yaml.safe_load(text) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections, got {_describe(values)}")
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {_describe(values)}")
     try:
         return config_from_dict(apply_overrides(values, overrides or []))
     except ConfigError as error:
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{error}") from None
+        raise ConfigError(f"{path}: {error}") from None

@@ -57,11 +57,13 @@ def generate_ids(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
+    banned: Sequence[int] = (),
 ) -> Iterator[int]:
     """Yield ``max_tokens`` new token ids after ``prompt``, one at a time.
 
     The prompt is read once; every new token costs one recurrent step, the state carried
-    forward (O(1) work per token, whatever the length so far).
+    forward (O(1) work per token, whatever the length so far). ``banned`` ids (padding, say)
+    are never produced.
     """
     if not prompt:
         raise ValueError("prompt: expected at least one token")
@@ -76,8 +78,11 @@ def generate_ids(
     try:
         logits, state = model(torch.tensor([list(prompt)], device=device))
         for _ in range(max_tokens):
+            last = logits[:, -1]
+            if banned:
+                last = last.index_fill(-1, torch.tensor(list(banned), device=device), float("-inf"))
             token = sample_next(
-                logits[:, -1],
+                last,
                 temperature=temperature,
                 top_k=top_k,
                 top_p=top_p,
