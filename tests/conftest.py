@@ -7,3 +7,14 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The real datasets beside the project (``../shared/data``; present in CI too)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.fail(f"the shared datasets are expected at {path}")
+    return path

@@ -87,7 +87,8 @@ class Trained:
         if isinstance(texts, str):
             texts = [texts]
         self.model.eval()
-        tokenizer = self.config.data.tokenizer
+        # Tagging data comes as words (CoNLL-U), whatever data.tokenizer says.
+        tokenizer = "word" if self.task == "labelling" else self.config.data.tokenizer
         results = []
         for text in texts:
             tokens = tokenize(text, tokenizer) or [""]

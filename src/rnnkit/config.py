@@ -154,7 +154,7 @@ class Config:
 
 
 def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    return "null" if value is None else f"{value!r} ({type(value).__name__})"
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -194,6 +194,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
     if annotation is str:
         if isinstance(value, str):
@@ -204,7 +209,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 def _build(cls: type, values: Any, prefix: str) -> Any:
     if not isinstance(values, dict):
-        where = prefix or "the config"
+        where = prefix.rstrip(".") or "the config"
         raise ConfigError(f"{where}: expected a mapping of keys, got {_describe(values)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -283,7 +288,12 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
             target[part] = child = dict(child)
             target = child
-        target[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        # Overrides are scalars: text YAML would read as a mapping or list ("ROMEO:") stays text.
+        target[parts[-1]] = raw if isinstance(value, dict | list) else value
     return result
 
 

@@ -22,7 +22,11 @@ def make_recurrent(
     recurrent_dropout: float = 0.0,
     layer_norm: bool = False,
 ) -> nn.Module:
-    """A batch-first rnnkit layer: (B, T, input_size) -> (B, T, hidden_size * directions)."""
+    """A batch-first rnnkit layer: (B, T, input_size) -> (B, T, hidden_size * directions).
+
+    ``dropout`` applies between stacked layers (a single layer has none).
+    """
+    dropout = dropout if num_layers > 1 else 0.0
     common = dict(
         num_layers=num_layers, batch_first=True, dropout=dropout, bidirectional=bidirectional
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import re
 import statistics
@@ -35,6 +36,9 @@ __all__ = [
     "layer_grad_norms",
     "hidden_state_gradients",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class GradientWarning(UserWarning):
@@ -171,11 +175,9 @@ class GradientDiagnostics(pl.Callback):
                 if probe is None:
                     if not self.warned_bidirectional:
                         self.warned_bidirectional = True
-                        warnings.warn(
-                            "diagnostics: d loss/d h_t needs a unidirectional recurrent stack; "
-                            "this run logs gradient norms only",
-                            GradientWarning,
-                            stacklevel=2,
+                        log.info(
+                            "diagnostics: d loss/d h_t needs a unidirectional recurrent "
+                            "stack; this run logs gradient norms only"
                         )
                     return None
                 inputs, loss_of_last = probe

@@ -46,6 +46,7 @@ _QUIET_LIGHTNING = [
     r".*does not have many workers.*",
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r"Checkpoint directory .* exists and is not empty",  # resuming a run
 ]
 
 
