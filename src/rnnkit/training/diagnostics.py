@@ -12,6 +12,7 @@ within ``vanish_within`` steps, a vanishing-gradient warning names the step and 
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ __all__ = [
     "layer_of",
     "layer_grad_norms",
     "hidden_state_gradients",
+    "split_layers",
 ]
 
 
@@ -82,25 +84,62 @@ def layer_grad_norms(module: nn.Module) -> dict[str, float]:
     return norms
 
 
+def split_layers(rnn: nn.Module) -> list[nn.Module]:
+    """One single-layer copy per layer of a unidirectional stack (same class, options, weights).
+
+    Run one after another, each layer's h_t is then a tensor of its own that feeds both its
+    next step and the layer above, so d loss / d h_t counts both paths.
+    """
+    if rnn.num_layers == 1:
+        return [rnn]
+    skip = {"self", "input_size", "num_layers", "dropout", "bidirectional", "device", "dtype"}
+    options = {
+        name: getattr(rnn, name)
+        for name in inspect.signature(type(rnn)).parameters
+        if name not in skip and hasattr(rnn, name)
+    }
+    parameter = next(rnn.parameters())
+    layers = []
+    for k in range(rnn.num_layers):
+        size = rnn.input_size if k == 0 else (getattr(rnn, "proj_size", 0) or rnn.hidden_size)
+        layer = type(rnn)(size, num_layers=1, **options).to(parameter.device, parameter.dtype)
+        suffix = f"_l{k}"
+        layer.load_state_dict(
+            {
+                name[: -len(suffix)] + "_l0": value
+                for name, value in rnn.state_dict().items()
+                if name.endswith(suffix)
+            }
+        )
+        layers.append(layer.train(rnn.training))
+    return layers
+
+
 def hidden_state_gradients(rnn: nn.Module, inputs: Tensor, loss_of_last: Any) -> Tensor:
     """(L, T) norms of d loss / d h_t for every layer and step of a unidirectional stack.
 
     inputs (b, T, I) batch-first; ``loss_of_last`` maps the top layer's last output (b, H) to a
-    scalar loss. The stack runs one ``step`` at a time so each h_t is a node of the graph.
+    scalar loss. The layers run one ``step`` at a time, so each h_t is a node of the graph and
+    its gradient is the total derivative (through the recurrence and the layers above).
     """
-    states = []
-    state = None
-    output = None
+    layers = split_layers(rnn)
+    states: list[Any] = [None] * len(layers)
+    hidden: list[list[Tensor]] = [[] for _ in layers]
+    x = inputs[:, 0]
     for t in range(inputs.shape[1]):
-        output, state = rnn.step(inputs[:, t], state)
-        states.append(state if isinstance(state, Tensor) else state[0])
-    loss = loss_of_last(output)
-    grads = torch.autograd.grad(loss, states, allow_unused=True)
-    norms = [
-        torch.zeros(states[0].shape[0]) if g is None else g.detach().float().flatten(1).norm(dim=1)
-        for g in grads
-    ]
-    return torch.stack(norms, dim=1)
+        x = inputs[:, t]
+        for k, layer in enumerate(layers):
+            _, states[k] = layer.step(x, states[k])
+            h = states[k] if isinstance(states[k], Tensor) else states[k][0]  # (1, b, H)
+            hidden[k].append(h)
+            x = h[0]
+    grads = torch.autograd.grad(
+        loss_of_last(x), [h for row in hidden for h in row], allow_unused=True
+    )
+    norms = torch.stack(
+        [torch.zeros(()) if g is None else g.detach().float().norm() for g in grads]
+    )
+    return norms.view(len(layers), inputs.shape[1])
 
 
 class GradientDiagnostics(pl.Callback):
