@@ -44,7 +44,9 @@ def test_bundle_is_plain_safetensors_and_json(lm_run):
 def test_load_evaluate_matches_the_final_metrics(lm_run):
     trained = rnnkit.api.load(lm_run.run_dir)
     assert trained.evaluate("val") == pytest.approx(lm_run.metrics, rel=1e-9)
-    assert lm_run.metrics["val_ppl"] == pytest.approx(torch.tensor(lm_run.metrics["val_loss"]).exp().item())
+    assert lm_run.metrics["val_ppl"] == pytest.approx(
+        torch.tensor(lm_run.metrics["val_loss"]).exp().item()
+    )
 
 
 def test_best_checkpoint_is_the_lowest_validation_loss(lm_run):
@@ -123,7 +125,9 @@ def test_labelling_learns_word_tags(tmp_path):
     for _ in range(150):
         n = int(torch.randint(2, 7, (1,), generator=generator))
         sentence = [words[j] for j in torch.randint(0, len(words), (n,), generator=generator)]
-        lines += [f"{i + 1}\t{w}\t{w}\t{tags[w]}\t_\t_\t0\tdep\t_\t_" for i, w in enumerate(sentence)]
+        lines += [
+            f"{i + 1}\t{w}\t{w}\t{tags[w]}\t_\t_\t0\tdep\t_\t_" for i, w in enumerate(sentence)
+        ]
         lines.append("")
     (tmp_path / "tags.conllu").write_text("\n".join(lines))
     result = train_tiny(

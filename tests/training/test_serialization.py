@@ -12,7 +12,10 @@ from rnnkit.serialization import CheckpointError, atomic_write, load_tree, save_
 def test_round_trip_keeps_structure_types_and_tensors(tmp_path):
     tree = {
         "weights": {"a": torch.randn(3, 4), "b": torch.arange(5)},
-        "optimizer": {"state": {0: {"step": torch.tensor(3.0)}}, "groups": [{"betas": (0.9, 0.99)}]},
+        "optimizer": {
+            "state": {0: {"step": torch.tensor(3.0)}},
+            "groups": [{"betas": (0.9, 0.99)}],
+        },
         "numbers": [1, 2.5, float("inf"), float("-inf"), None, True, "text"],
     }
     save_tree(tmp_path / "c.safetensors", tree)
