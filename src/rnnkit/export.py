@@ -16,15 +16,21 @@ next to the PyTorch model, and moved into place with ``os.replace`` only if no o
 more than :data:`TOLERANCE`. Otherwise :class:`ExportCheckError` reports the differences and the
 destination is left as it was.
 
-Exporters. ONNX uses the dynamo-based ``torch.onnx.export(..., dynamo=True)``; the recurrent
-stack is emitted as ONNX's native ``LSTM``/``GRU``/``RNN`` operators (one node per layer, both
-directions in one node, padding through ``sequence_lens``) with ``torch.onnx.ops.symbolic``, so
-the graph needs only standard operators and any ONNX runtime reads it without rnnkit. TorchScript
-traces the model with its recurrent stack swapped for the equal ``torch.nn`` layer (padded
-batches through ``pack_padded_sequence``). TorchScript is deprecated in torch 2.13
-(``torch.jit.trace``, ``save`` and ``load`` warn) but still works; this module silences those
-deprecation warnings while it traces, saves and checks, and a deployment loading the file with
-``torch.jit.load`` will see the warning. The TorchScript graph needs ``lengths >= 1``.
+Exporters. ONNX uses the dynamo-based ``torch.onnx.export(..., dynamo=True)``, the default in
+torch 2.13. The recurrent stack is emitted as ONNX's native ``LSTM``/``GRU``/``RNN`` operators
+through ``torch.onnx.ops.symbolic_multi_out`` (one node per layer, both directions in one node,
+padding through ``sequence_lens``), so the graph holds standard operators only and any ONNX
+runtime reads it without rnnkit. (rnnkit's C++ kernels are opaque to the exporter and its Python
+time loop would unroll into a graph fixed to one T; the legacy TorchScript-based exporter, which
+also maps torch.nn's layers to these operators, is deprecated in torch 2.13.)
+
+TorchScript traces the model with its recurrent stack swapped for the equal ``torch.nn`` layer
+(same weights; padded batches through ``pack_padded_sequence``, so every length must be >= 1).
+TorchScript is deprecated in torch 2.13 (``torch.jit.trace``, ``save`` and ``load`` emit
+DeprecationWarning) but still works: this module silences those warnings, and the tracer's
+"might not generalize" warnings, while it traces and checks (the check at several shapes is what
+tells whether a trace generalises); a deployment that loads the file with ``torch.jit.load``
+sees the deprecation warning.
 
 Supported: ``model.cell`` lstm, gru, rnn_tanh or rnn_relu, any number of layers, bidirectional
 for classification and labelling. minGRU/minLSTM and ``model.layer_norm`` have no native
@@ -53,6 +59,7 @@ from .layers import GRU, LSTM, RNN
 
 __all__ = [
     "CHECK_SHAPES",
+    "MIN_OPSET",
     "TOLERANCE",
     "ExportCheckError",
     "ExportError",
@@ -64,6 +71,7 @@ __all__ = [
 TOLERANCE = 1e-4  # largest accepted |exported - PyTorch| on any float32 output
 CHECK_SHAPES = ((1, 1), (2, 9), (4, 24))  # (B, T) of the random inputs the check runs
 EXAMPLE_SHAPE = (2, 5)  # (B, T) the exporters trace with; the axes stay dynamic
+MIN_OPSET = 18  # the dynamo-based ONNX exporter's lowest
 
 SUPPORTED_CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 
@@ -105,6 +113,7 @@ class _Interface:
 
 
 def _interface(trained: Trained) -> _Interface:
+    """The exported names: state fields for a language model, lengths for the others."""
     if trained.task != "language_model":
         return _Interface(("tokens", "lengths"), ("logits",))
     if isinstance(trained.model.rnn, LSTM):
@@ -113,6 +122,7 @@ def _interface(trained: Trained) -> _Interface:
 
 
 def _check_supported(trained: Trained, format: str) -> None:
+    """Raise :class:`ExportError` naming the config setting ``format`` cannot express."""
     model_config = trained.config.model
     if model_config.cell not in SUPPORTED_CELLS:
         raise ExportError(
@@ -124,8 +134,6 @@ def _check_supported(trained: Trained, format: str) -> None:
             f"model.layer_norm=true: {format} export has no operator for layer-normalised "
             "recurrent cells"
         )
-    if not isinstance(trained.model.rnn, LSTM | GRU | RNN):
-        raise ExportError(f"{type(trained.model.rnn).__name__}: not an rnnkit LSTM, GRU or RNN")
 
 
 def _random_inputs(
@@ -169,10 +177,21 @@ def _with_recurrent(model: nn.Module, recurrent: nn.Module) -> nn.Module:
     return copied
 
 
+def _prepare(
+    trained: Trained, format: str, stand_in: Callable[[nn.Module], nn.Module]
+) -> tuple[_Interface, nn.Module, tuple[Tensor, ...]]:
+    """Check the model can be exported; -> (interface, graph to export, example inputs), the
+    graph being the task graph with the recurrent stack replaced by ``stand_in(model.rnn)``."""
+    _check_supported(trained, format)
+    graph = _task_graph(_with_recurrent(trained.model, stand_in(trained.model.rnn)), trained.task)
+    example = _random_inputs(trained, *EXAMPLE_SHAPE, torch.Generator().manual_seed(0))
+    return _interface(trained), graph, example
+
+
 # -- the check and the atomic move ---------------------------------------------------------------
 
 
-def _check(
+def _compare_with_pytorch(
     trained: Trained,
     run_exported: Callable[[tuple[Tensor, ...]], Sequence[Tensor]],
     names: Sequence[str],
@@ -204,6 +223,18 @@ def _check(
     return worst
 
 
+def _report(
+    path: Path,
+    format: str,
+    interface: _Interface,
+    worst: float,
+    checked: bool,
+    opset: int | None = None,
+) -> ExportReport:
+    shapes = CHECK_SHAPES if checked else ()
+    return ExportReport(path, format, interface.inputs, interface.outputs, shapes, worst, opset)
+
+
 @contextmanager
 def _temporary_beside(path: Path) -> Iterator[Path]:
     """A temporary file name in ``path``'s directory, moved onto ``path`` if the block succeeds
@@ -221,55 +252,60 @@ def _temporary_beside(path: Path) -> Iterator[Path]:
 
 # -- ONNX ----------------------------------------------------------------------------------------
 
-# ONNX orders the gate blocks of W, R and B differently from torch.nn.
-_ONNX_GATE_ORDER = {LSTM: (0, 3, 1, 2), GRU: (1, 0, 2), RNN: (0,)}  # i,o,f,c / z,r,h / -
+# ONNX orders the gate blocks of W, R and B differently from torch.nn: i,o,f,c / z,r,h / -.
+_ONNX_GATE_ORDER = {LSTM: (0, 3, 1, 2), GRU: (1, 0, 2), RNN: (0,)}
 _ONNX_OP = {LSTM: "LSTM", GRU: "GRU", RNN: "RNN"}
+
+
+def _onnx_weights(
+    layer: LSTM | GRU | RNN, k: int, gates: Sequence[int]
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Layer k's parameters in ONNX's layout: W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H) or
+    None without biases; ``gates`` picks torch.nn's gate blocks in ONNX's order."""
+    suffixes = ("", "_reverse") if layer.bidirectional else ("",)
+
+    def stacked(name: str) -> Tensor:
+        per_direction = []
+        for suffix in suffixes:
+            blocks = getattr(layer, f"{name}_l{k}{suffix}").detach().chunk(len(gates), dim=0)
+            per_direction.append(torch.cat([blocks[g] for g in gates], dim=0))
+        return torch.stack(per_direction)
+
+    bias = torch.cat([stacked("bias_ih"), stacked("bias_hh")], dim=-1) if layer.bias else None
+    return stacked("weight_ih"), stacked("weight_hh"), bias
 
 
 class _OnnxRecurrent(nn.Module):
     """Stand-in for an rnnkit LSTM/GRU/RNN inside ``torch.onnx.export``: one native ONNX
     LSTM/GRU/RNN node per layer, padded batches through ``sequence_lens``.
 
-    Same call as the layer: ``(x (B, T, I) batch-first, hx=None, *, lengths=None) ->
-    (output (B, T, D*H), h_n (D*L, B, H) [or (h_n, c_n)])``. Outside an ONNX export the nodes
-    are placeholders (``torch.onnx.ops.symbolic`` returns zeros), so this module only exports.
+    Same call as the layer: ``(x (B, T, I) if batch_first else (T, B, I), hx=None, *,
+    lengths=None) -> (output (B, T, D*H) or (T, B, D*H), h_n (L*D, B, H) [or (h_n, c_n)])``.
+    Outside an ONNX export the nodes are placeholders (``torch.onnx.ops.symbolic_multi_out``
+    returns zeros in eager mode), so this module is for exporting only.
     """
 
     def __init__(self, layer: LSTM | GRU | RNN) -> None:
         super().__init__()
         kind = next(k for k in _ONNX_OP if isinstance(layer, k))
-        self.op, self.gates = _ONNX_OP[kind], _ONNX_GATE_ORDER[kind]
+        self.op, self.num_states = _ONNX_OP[kind], (2 if kind is LSTM else 1)
         self.num_layers, self.hidden_size = layer.num_layers, layer.hidden_size
-        self.batch_first, self.has_bias = layer.batch_first, layer.bias
-        self.directions = 2 if layer.bidirectional else 1
-        self.num_outputs = 3 if kind is LSTM else 2
+        self.directions, self.batch_first = (2 if layer.bidirectional else 1), layer.batch_first
         self.attrs: dict[str, Any] = {
             "hidden_size": layer.hidden_size,
             "direction": "bidirectional" if layer.bidirectional else "forward",
         }
         if kind is GRU:
-            self.attrs["linear_before_reset"] = 1  # torch.nn's GRU: r * (W_hn h + b_hn)
+            self.attrs["linear_before_reset"] = (
+                1  # torch.nn's GRU: n = tanh(.. + r * (W_hn h + b_hn))
+            )
         if kind is RNN:
             self.attrs["activations"] = [layer.nonlinearity.capitalize()] * self.directions
         for k in range(layer.num_layers):
-            suffixes = ("", "_reverse")[: self.directions]
-            weights = {
-                name: torch.stack(
-                    [self._reorder(getattr(layer, f"{name}_l{k}{s}")) for s in suffixes]
-                )
-                for name in ("weight_ih", "weight_hh")
-                + (("bias_ih", "bias_hh") if layer.bias else ())
-            }
-            self.register_buffer(f"W{k}", weights["weight_ih"])  # (D, G*H, I)
-            self.register_buffer(f"R{k}", weights["weight_hh"])  # (D, G*H, H)
-            if layer.bias:
-                bias = torch.cat([weights["bias_ih"], weights["bias_hh"]], dim=-1)
-                self.register_buffer(f"B{k}", bias)  # (D, 2*G*H)
-
-    def _reorder(self, tensor: Tensor) -> Tensor:
-        """torch.nn's gate blocks along dim 0 -> ONNX's order."""
-        blocks = tensor.detach().chunk(len(self.gates), dim=0)
-        return torch.cat([blocks[g] for g in self.gates], dim=0)
+            W, R, B = _onnx_weights(layer, k, _ONNX_GATE_ORDER[kind])
+            self.register_buffer(f"W{k}", W)
+            self.register_buffer(f"R{k}", R)
+            self.register_buffer(f"B{k}", B)  # None (an omitted input) without biases
 
     def forward(
         self, x: Tensor, hx: Any = None, *, lengths: Tensor | None = None
@@ -279,17 +315,17 @@ class _OnnxRecurrent(nn.Module):
         sequence_lens = None if lengths is None else lengths.to(torch.int32)
         fields = () if hx is None else ((hx,) if isinstance(hx, Tensor) else tuple(hx))
         D, H = self.directions, self.hidden_size
-        finals: list[list[Tensor]] = [[] for _ in range(self.num_outputs - 1)]
+        finals: list[list[Tensor]] = [[] for _ in range(self.num_states)]
         for k in range(self.num_layers):
-            initial = [f[k * D : (k + 1) * D] for f in fields] or [None] * (self.num_outputs - 1)
+            initial = [f[k * D : (k + 1) * D] for f in fields] or [None] * self.num_states
+            weights = [getattr(self, f"{name}{k}") for name in ("W", "R", "B")]
             y, *states = torch.onnx.ops.symbolic_multi_out(
                 self.op,
-                [x, getattr(self, f"W{k}"), getattr(self, f"R{k}"),
-                 getattr(self, f"B{k}") if self.has_bias else None, sequence_lens, *initial],
+                [x, *weights, sequence_lens, *initial],
                 self.attrs,
-                dtypes=[x.dtype] * self.num_outputs,
-                shapes=[[steps, D, batch, H]] + [[D, batch, H]] * (self.num_outputs - 1),
-            )  # fmt: skip
+                dtypes=[x.dtype] * (1 + self.num_states),
+                shapes=[[steps, D, batch, H]] + [[D, batch, H]] * self.num_states,
+            )  # y (T, D, B, H), each state (D, B, H)
             x = y.permute(0, 2, 1, 3).reshape(steps, batch, D * H)  # (T, B, D*H)
             for collected, state in zip(finals, states, strict=True):
                 collected.append(state)
@@ -340,21 +376,21 @@ def _onnx_exporter_quiet() -> Iterator[None]:
 def export_onnx(
     trained: Trained, path: str | Path, *, opset: int | None = None, check: bool = True
 ) -> ExportReport:
-    """Write ``trained``'s forward as an ONNX model at ``path`` (see the module docstring for its
-    inputs and outputs), after checking it with ONNX Runtime against PyTorch.
+    """Write ``trained``'s forward as an ONNX model at ``path`` (inputs and outputs in the module
+    docstring), after checking it with ONNX Runtime's CPU provider against PyTorch.
 
-    ``opset`` defaults to the exporter's (18 and later all have the operators used). With
-    ``check=False`` the file is written unchecked and ``max_abs_diff`` is NaN.
+    ``opset`` defaults to the exporter's (20 in torch 2.13); the exporter writes
+    :data:`MIN_OPSET` or later. With ``check=False`` the file is written unchecked and the
+    report's ``max_abs_diff`` is NaN.
     """
     import onnxruntime
 
-    _check_supported(trained, "ONNX")
+    if opset is not None and opset < MIN_OPSET:
+        raise ExportError(
+            f"opset: the ONNX exporter writes opset {MIN_OPSET} or later, got {opset}"
+        )
+    interface, graph, example = _prepare(trained, "ONNX", _OnnxRecurrent)
     path = Path(path)
-    interface = _interface(trained)
-    graph = _task_graph(
-        _with_recurrent(trained.model, _OnnxRecurrent(trained.model.rnn)), trained.task
-    )
-    example = _random_inputs(trained, *EXAMPLE_SHAPE, torch.Generator().manual_seed(0))
     with _temporary_beside(path) as temp:
         with _onnx_exporter_quiet():
             program = torch.onnx.export(
@@ -365,41 +401,35 @@ def export_onnx(
                 output_names=list(interface.outputs),
                 dynamic_shapes=_onnx_dynamic_shapes(interface.inputs),
                 opset_version=opset,
-                external_data=False,
                 verbose=False,
             )
         program.save(temp, external_data=False)
-        used_opset = program.model.opset_imports[""]
         worst = float("nan")
         if check:
-            session = onnxruntime.InferenceSession(temp, providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(str(temp), providers=["CPUExecutionProvider"])
 
             def run(inputs: tuple[Tensor, ...]) -> list[Tensor]:
                 feed = {n: t.numpy() for n, t in zip(interface.inputs, inputs, strict=True)}
                 return [torch.from_numpy(a) for a in session.run(list(interface.outputs), feed)]
 
-            worst = _check(trained, run, interface.outputs)
-    return ExportReport(
-        path,
-        "onnx",
-        interface.inputs,
-        interface.outputs,
-        CHECK_SHAPES if check else (),
-        worst,
-        used_opset,
-    )
+            worst = _compare_with_pytorch(trained, run, interface.outputs)
+    opset_written = program.model.opset_imports[""]
+    return _report(path, "onnx", interface, worst, check, opset_written)
 
 
 # -- TorchScript ---------------------------------------------------------------------------------
 
 
 @contextmanager
-def _jit_deprecation_silenced() -> Iterator[None]:
-    """torch 2.13 deprecates TorchScript: trace, save and load warn (DeprecationWarning)."""
+def _tracing_quiet() -> Iterator[None]:
+    """Silence torch 2.13's TorchScript deprecation warnings (trace, save, load) and the
+    tracer's warnings that a Python value may not generalise: the check at several (B, T)
+    shapes is what tells whether the trace does."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
         )
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         yield
 
 
@@ -441,22 +471,16 @@ class _TorchRecurrent(nn.Module):
 
 
 def export_torchscript(trained: Trained, path: str | Path, check: bool = True) -> ExportReport:
-    """Write ``trained``'s forward as a traced TorchScript module at ``path`` (load it with
-    ``torch.jit.load``; inputs and outputs as in the module docstring), after checking the
-    loaded file against PyTorch.
+    """Write ``trained``'s forward as a traced TorchScript module at ``path`` (inputs and outputs
+    in the module docstring; load it with ``torch.jit.load``), after checking the file as loaded
+    back against PyTorch. With ``check=False`` it is written unchecked (``max_abs_diff`` NaN).
 
     TorchScript is deprecated in torch 2.13 but still works; see the module docstring.
     """
-    _check_supported(trained, "TorchScript")
+    interface, graph, example = _prepare(trained, "TorchScript", _TorchRecurrent)
     path = Path(path)
-    interface = _interface(trained)
-    graph = _task_graph(
-        _with_recurrent(trained.model, _TorchRecurrent(trained.model.rnn)), trained.task
-    )
-    example = _random_inputs(trained, *EXAMPLE_SHAPE, torch.Generator().manual_seed(0))
-    with _temporary_beside(path) as temp, _jit_deprecation_silenced(), torch.no_grad():
-        traced = torch.jit.trace(graph, example, check_trace=False)
-        traced.save(str(temp))
+    with _temporary_beside(path) as temp, _tracing_quiet(), torch.no_grad():
+        torch.jit.trace(graph, example, check_trace=False).save(str(temp))
         worst = float("nan")
         if check:
             loaded = torch.jit.load(str(temp))
@@ -465,12 +489,5 @@ def export_torchscript(trained: Trained, path: str | Path, check: bool = True) -
                 outputs = loaded(*inputs)
                 return outputs if isinstance(outputs, tuple) else (outputs,)
 
-            worst = _check(trained, run, interface.outputs)
-    return ExportReport(
-        path,
-        "torchscript",
-        interface.inputs,
-        interface.outputs,
-        CHECK_SHAPES if check else (),
-        worst,
-    )
+            worst = _compare_with_pytorch(trained, run, interface.outputs)
+    return _report(path, "torchscript", interface, worst, check)
