@@ -19,12 +19,15 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import importlib.util
 import io
 import math
+import random
 import sys
+import time
 import typing
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,7 @@ from .config import (
     config_to_dict,
 )
 from .serialization import atomic_write
+from .training.engine import train
 
 __all__ = [
     "SAMPLERS",
@@ -75,6 +79,7 @@ PRUNERS = ("none", "median", "hyperband")
 PARAMETERS_OBJECTIVE = "parameters"
 _METRICS = ("val_loss", "val_acc", "val_ppl")
 _DIRECTIONS = ("minimize", "maximize")
+_CONNECT_ATTEMPTS = 5
 
 
 class TuningWarning(UserWarning):
@@ -414,6 +419,8 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "cmaes":
+        if importlib.util.find_spec("cmaes") is None:
+            raise ConfigError("the cmaes sampler needs the cmaes package: pip install cmaes")
         categorical = space.categorical_keys()
         if categorical:
             warnings.warn(
@@ -497,9 +504,8 @@ def _objective_function(
     trials_dir: Path,
     multi_objective: bool,
     prune: bool,
-):
+) -> Callable[[optuna.Trial], float | list[float]]:
     """The function Optuna calls per trial: train the sampled config, return its value(s)."""
-    from .training.engine import train
 
     def run_trial(trial: optuna.Trial) -> float | list[float]:
         run_dir = trials_dir / f"trial-{trial.number}"
@@ -524,6 +530,19 @@ def _objective_function(
     return run_trial
 
 
+def _connect(url: str) -> optuna.storages.RDBStorage:
+    """Open an Optuna RDB storage; workers starting together may race to create its tables
+    (a known Optuna limitation), so a failed first contact is retried a few times. SQLite
+    waits up to a minute for a lock instead of failing at once."""
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(1, _CONNECT_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            time.sleep(random.uniform(0.1, 0.5) * attempt)
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
 def _open_study(
     name: str,
     storage: str | None,
@@ -534,7 +553,7 @@ def _open_study(
     """Create the study, or join it when ``storage`` already holds one of that name."""
     try:
         study = optuna.create_study(
-            storage=storage,
+            storage=None if storage is None else _connect(storage),
             study_name=name,
             sampler=sampler,
             pruner=pruner,
@@ -552,7 +571,7 @@ def _open_study(
     return study
 
 
-def _check_out_dir_is_this_studys(trials_dir: Path, study: optuna.Study) -> None:
+def _check_out_dir_belongs_to_study(trials_dir: Path, study: optuna.Study) -> None:
     """A new study must not write over the trial directories of another one."""
     taken = trials_dir.is_dir() and any(trials_dir.iterdir())
     if taken and not study.get_trials(deepcopy=False):
@@ -587,7 +606,7 @@ def _trial_note(trial: FrozenTrial) -> str:
     return ""
 
 
-def _print_trial(names: list[str]):
+def _print_trial(names: list[str]) -> Callable[[optuna.Study, FrozenTrial], None]:
     """An optuna callback printing one line per finished trial on stderr."""
 
     def print_trial(study: optuna.Study, trial: FrozenTrial) -> None:  # noqa: ARG001
@@ -651,8 +670,8 @@ def _results_table(
         f"{sum(t.state == state for t in trials)} {state.name.lower()}" for state in TrialState
     ]
     summary = ", ".join(c for c in counts if not c.startswith("0 "))
-    title = f"study {study.study_name}: {len(trials)} trials ({summary or 'none yet'}; * best)"
-    table = Table(title=title)
+    title = f"study {study.study_name}: {len(trials)} trials ({summary or 'none yet'})"
+    table = Table(title=title, caption="* the best trial" if best is not None else None)
     keys = _param_keys(trials)
     for column in ["trial", "state", *keys, *names, "seconds", "note"]:
         table.add_column(column, justify="right" if column in (*names, "seconds") else "left")
@@ -733,7 +752,7 @@ def tune(
             optuna_pruner,
             objective.directions(multi_objective),
         )
-        _check_out_dir_is_this_studys(trials_dir, study)
+        _check_out_dir_belongs_to_study(trials_dir, study)
         if trials:
             study.optimize(
                 _objective_function(
