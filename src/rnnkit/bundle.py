@@ -20,7 +20,7 @@ from .data.vocabulary import Vocabulary
 from .models import build_model
 from .serialization import CheckpointError, atomic_write, load_tree
 
-__all__ = ["Bundle", "save_bundle", "load_bundle", "BUNDLE_FORMAT"]
+__all__ = ["Bundle", "save_bundle", "load_bundle", "read_description", "BUNDLE_FORMAT"]
 
 BUNDLE_FORMAT = "rnnkit-model-v1"
 
@@ -72,7 +72,7 @@ def load_bundle(path: str | Path) -> Bundle:
         raise CheckpointError(
             f"{path}: expected a run directory or a model bundle (model.json + model.safetensors)"
         )
-    config, vocab, labels = _read_description(description_path)
+    config, vocab, labels = read_description(description_path)
     if not (path / "model.safetensors").exists():
         for name in ("best", "last", "interrupted"):
             checkpoint = path.parent / "checkpoints" / f"{name}.safetensors"
@@ -92,7 +92,8 @@ def load_bundle(path: str | Path) -> Bundle:
     return Bundle(config, model, vocab, labels)
 
 
-def _read_description(path: Path) -> tuple[Config, Vocabulary, list[str] | None]:
+def read_description(path: Path) -> tuple[Config, Vocabulary, list[str] | None]:
+    """The config, vocabulary and labels stored in a bundle's ``model.json``."""
     try:
         description = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -134,7 +135,7 @@ def _load_checkpoint(path: Path) -> Bundle:
     description_path = run_dir / "model" / "model.json"
     if not description_path.exists():
         raise CheckpointError(f"{path}: a checkpoint needs its run's model/model.json beside it")
-    config, vocab, labels = _read_description(description_path)
+    config, vocab, labels = read_description(description_path)
     checkpoint = load_tree(path)
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):

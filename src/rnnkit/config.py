@@ -125,7 +125,7 @@ class DiagnosticsConfig:
     every_n_steps: int = 50
     explode_factor: float = 10.0
     vanish_threshold: float = 1e-3
-    vanish_within: int = 10
+    vanish_within: int = 5
 
 
 @dataclass

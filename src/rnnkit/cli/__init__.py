@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,8 @@ from ..config import ConfigError, load_config
 from ..data.sources import DataError
 from ..serialization import CheckpointError
 from .datasets import app as datasets_app
+from .export import export, summary
+from .tune import tune
 
 __all__ = ["app", "main"]
 
@@ -26,6 +29,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(datasets_app, name="datasets")
+app.command()(export)
+app.command()(summary)
+app.command()(tune)
 
 SetOption = Annotated[
     list[str] | None,
@@ -177,6 +183,11 @@ def generate(
     sys.stdout.write("\n")
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Console-script entry point."""
+    warnings.formatwarning = _format_warning
     app()

@@ -25,8 +25,8 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..api import generate_text
-from ..bundle import Bundle, load_bundle, save_bundle
-from ..config import Config, ConfigError, config_to_dict
+from ..bundle import Bundle, read_description, save_bundle
+from ..config import Config, ConfigError, config_to_dict, load_config
 from ..data.prepare import prepare_data
 from ..models import build_model
 from ..serialization import load_tree
@@ -159,22 +159,27 @@ def train(
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    previous = load_bundle(run_dir / "model") if resume or child else None
-    data = prepare_data(
-        config, previous.vocab if previous else None, previous.labels if previous else None
-    )
+    vocab, labels = None, None
+    if resume or child:  # encode exactly as the run's first process did
+        _, vocab, labels = read_description(run_dir / "model" / "model.json")
+    data = prepare_data(config, vocab, labels)
     model = build_model(config.task, config.model, len(data.vocab), len(data.labels or []))
     task = make_task(config, model, data)
-    if not resume and not child:
+    if resume:
+        stored = load_config(run_dir / "config.yaml")
+        if stored.optim.lr != config.optim.lr:
+            task.lr_override = config.optim.lr
+    if not child:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(
             yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )
+    if not resume and not child:
         save_bundle(
             run_dir / "model", Bundle(config, model, data.vocab, data.labels), weights=False
         )
 
-    resume_epoch = int(load_tree(last)["epoch"]) + 1 if resume else None
+    resume_step = int(load_tree(last)["global_step"]) if resume else None
     train_config = config.train
     diagnostics = GradientDiagnostics(config.diagnostics, run_dir)
     callbacks = [
@@ -200,7 +205,7 @@ def train(
     elif not quiet:
         callbacks += [ValidationPrinter(), ProgressBar()]
     loggers = [
-        MetricsCSV(run_dir, resume_epoch=resume_epoch),
+        MetricsCSV(run_dir, resume_step=resume_step),
         TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
     ]
     trainer = _trainer(config, run_dir, callbacks, loggers, quiet or json_lines)

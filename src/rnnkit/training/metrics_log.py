@@ -30,16 +30,17 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
 class MetricsCSV(Logger):
     """A Lightning logger writing ``run_dir/metrics.csv``.
 
-    On resume from the checkpoint of epoch ``e``, rows of later epochs (the interrupted part) are
-    dropped, so the file of a resumed run reads like the uninterrupted run's.
+    On resume from a checkpoint taken at global step ``s``, rows logged at step ``s`` or later
+    (the interrupted part, which the resumed run logs again) are dropped, so the file of a
+    resumed run reads like the uninterrupted run's.
     """
 
-    def __init__(self, run_dir: Path, *, resume_epoch: int | None = None) -> None:
+    def __init__(self, run_dir: Path, *, resume_step: int | None = None) -> None:
         super().__init__()
         self.path = Path(run_dir) / "metrics.csv"
         self.rows: list[dict[str, float]] = []
-        if resume_epoch is not None:
-            self.rows = [r for r in read_metrics(self.path) if r.get("epoch", 0) < resume_epoch]
+        if resume_step is not None:
+            self.rows = [r for r in read_metrics(self.path) if r["step"] < resume_step]
 
     @property
     def name(self) -> str:

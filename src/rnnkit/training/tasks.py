@@ -66,10 +66,22 @@ class RecurrentTask(pl.LightningModule):
         self.model, self.config, self.data = model, config, data
         self._totals = torch.zeros(3, dtype=torch.float64)
         self.last_grad_norm: float | None = None
+        self.lr_override: float | None = None
 
     # ---- optimisation -------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         return make_optimizers(self.model, self.config.optim, self.config.train.max_epochs)
+
+    def on_train_start(self) -> None:
+        # A resumed run restores the optimiser's learning rate from the checkpoint; a new
+        # optim.lr given on resume (to recover from an unstable run, say) replaces it.
+        if self.lr_override is not None:
+            for optimizer in self.trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] = self.lr_override
+            for config in self.trainer.lr_scheduler_configs:
+                if hasattr(config.scheduler, "base_lrs"):
+                    config.scheduler.base_lrs = [self.lr_override] * len(config.scheduler.base_lrs)
 
     def on_train_epoch_start(self) -> None:
         # Dropout draws depend on (seed, epoch, rank) only, so a run resumed at an epoch
