@@ -47,6 +47,8 @@ _QUIET_LIGHTNING = [
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r"Checkpoint directory .* exists and is not empty",  # resuming a run
+    # validation totals are summed across processes before they are logged
+    r"It is recommended to use `self.log\('(val|test)_",
 ]
 
 
@@ -149,7 +151,8 @@ def train(
 
     ``callbacks`` are added to rnnkit's own (the tuner adds its pruning callback this way).
     """
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     run_dir = _resolve_run_dir(config, None if run_dir is None else Path(run_dir), resume)
     os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     checkpoints = run_dir / "checkpoints"

@@ -103,7 +103,14 @@ class RecurrentTask(pl.LightningModule):
                 f"(epoch {self.current_epoch}, batch {batch_idx}){grad}. The last good "
                 "checkpoint is kept; lower optim.lr or keep optim.clip on."
             )
-        self.log("train_loss", loss.detach(), on_step=True, prog_bar=True, batch_size=int(count))
+        self.log(
+            "train_loss",
+            loss.detach(),
+            on_step=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=int(count),
+        )
         return loss
 
     # ---- evaluation ---------------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""Lightning DDP on CPU (gloo): 2 processes on localhost train the same weights as 1 process
+with the same global batch."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rnnkit.training.metrics_log import read_metrics
+from tests.training.conftest import rnnkit_cli, tiny_overrides
+
+# Summation order differs between one process and two (gradients are averaged across
+# processes by all-reduce), so weights agree to float32 rounding, not bit for bit.
+TOLERANCE = 1e-6
+
+
+def test_two_processes_match_one(tiny_text, tmp_path):
+    sets = [a for kv in tiny_overrides(tiny_text, "train.max_epochs=1", "diagnostics.every_n_steps=0")
+            for a in ("--set", kv)]  # fmt: skip
+    one = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "one", *sets)
+    two = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "two", "--devices", "2", *sets)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    a = load_file(tmp_path / "one" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=0, atol=TOLERANCE), name
+    rows_one = read_metrics(tmp_path / "one" / "metrics.csv")
+    rows_two = read_metrics(tmp_path / "two" / "metrics.csv")
+    final = [r for r in rows_one if "val_loss" in r][-1]["val_loss"]
+    assert [r for r in rows_two if "val_loss" in r][-1]["val_loss"] == pytest.approx(
+        final, rel=1e-5
+    )
+    # the logged training loss is the mean over both processes' halves of the batch
+    losses_one = [r["train_loss"] for r in rows_one if "train_loss" in r]
+    losses_two = [r["train_loss"] for r in rows_two if "train_loss" in r]
+    assert losses_two == pytest.approx(losses_one, rel=1e-5)
