@@ -3,8 +3,10 @@
 Cells (one step) and layers (whole sequences) for Elman RNNs, LSTMs (peephole, layer-norm,
 projection), GRUs and minGRU/minLSTM; torch.nn-compatible where the two overlap, with masking of
 padded batches through ``lengths``. ``rnnkit.reference`` holds a NumPy BPTT oracle.
+``rnnkit.load(run_dir)`` opens a trained run (``rnnkit train``) ready to predict or generate.
 """
 
+from .api import load as load
 from .cells import GRUCell as GRUCell
 from .cells import GRUState as GRUState
 from .cells import LSTMCell as LSTMCell
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "backend",
     "GRU",
+    "load",
     "LSTM",
     "RNN",
     "GRUCell",

@@ -127,7 +127,7 @@ class Trained:
                 )
         return results
 
-    def evaluate(self, split: str = "test") -> dict[str, float]:
+    def evaluate(self, split: str = "test", *, progress: bool = False) -> dict[str, float]:
         """Metrics on a split of the run's dataset, encoded with the run's own vocabulary."""
         from .data.prepare import prepare_data
         from .training.tasks import make_task
@@ -138,7 +138,7 @@ class Trained:
             raise ValueError(f"split: expected 'train', 'val' or 'test', got {split!r}")
         if value is None or len(value) == 0:
             raise ValueError(f"the {split} split of {self.config.data.dataset!r} is empty")
-        return make_task(self.config, self.model, data).evaluate(split)
+        return make_task(self.config, self.model, data).evaluate(split, progress=progress)
 
 
 def load(path: str | Path) -> Trained:

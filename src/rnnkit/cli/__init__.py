@@ -110,7 +110,7 @@ def evaluate(
     """Metrics of a trained model on a split of its dataset."""
     trained = _load(run)
     try:
-        metrics = trained.evaluate(split)
+        metrics = trained.evaluate(split, progress=not as_json and sys.stderr.isatty())
     except (ValueError, DataError) as error:
         fail(str(error), 2)
     if as_json:

@@ -30,12 +30,12 @@ def _plot_loss(rows: list[dict[str, float]], path: Path) -> bool:
         if steps:
             ax.plot(steps, values, style, label=key, markersize=3)
             drawn = True
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
     if drawn:
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
         fig.savefig(path, dpi=100)
     plt.close(fig)
     return drawn

@@ -20,6 +20,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from rich.progress import track
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -158,13 +159,17 @@ class RecurrentTask(pl.LightningModule):
         self._log_totals("test")
 
     @torch.no_grad()
-    def evaluate(self, split: str) -> dict[str, float]:
-        """Metrics over the whole ``split`` in one process (no Lightning), eval mode."""
+    def evaluate(self, split: str, *, progress: bool = False) -> dict[str, float]:
+        """Metrics over the whole ``split`` in one process (no Lightning), eval mode;
+        ``progress`` shows a bar with the time left."""
         was_training = self.training
         self.eval()
         self.on_test_epoch_start()
+        batches = self.loader(split)
+        if progress:
+            batches = track(batches, description=f"evaluating {split}", transient=True)
         try:
-            for batch in self.loader(split):
+            for batch in batches:
                 self._add_totals(batch)
         finally:
             self.train(was_training)
