@@ -8,7 +8,7 @@ from rnnkit.data.sources import DataError, read_conllu, read_records, read_text
 
 
 def test_text_gz_and_empty(tmp_path):
-    (tmp_path / "a.txt.gz").write_bytes(gzip.compress("hello\nworld\n".encode()))
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(b"hello\nworld\n"))
     assert read_text(tmp_path / "a.txt.gz") == "hello\nworld\n"
     (tmp_path / "empty.txt").write_text("  \n")
     with pytest.raises(DataError, match=r"empty\.txt: the file is empty"):
@@ -26,7 +26,9 @@ def test_undecodable_bytes_warn_once_with_the_line(tmp_path):
 
 
 def test_records_from_jsonl_csv_tsv(tmp_path):
-    (tmp_path / "r.jsonl").write_text('{"text": "good", "label": 1}\n\n{"text": "bad", "label": 0}\n')
+    (tmp_path / "r.jsonl").write_text(
+        '{"text": "good", "label": 1}\n\n{"text": "bad", "label": 0}\n'
+    )
     assert read_records(tmp_path / "r.jsonl") == [("good", "1"), ("bad", "0")]
     (tmp_path / "r.csv").write_text('label,text\npos,"a, b"\nneg,c\n')
     assert read_records(tmp_path / "r.csv") == [("a, b", "pos"), ("c", "neg")]
@@ -37,7 +39,11 @@ def test_records_from_jsonl_csv_tsv(tmp_path):
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("r.jsonl", '{"text": "a", "label": 1}\n{"text": "b"}\n', r"r\.jsonl:2: expected an object"),
+        (
+            "r.jsonl",
+            '{"text": "a", "label": 1}\n{"text": "b"}\n',
+            r"r\.jsonl:2: expected an object",
+        ),
         ("r.jsonl", '{"text": "a", "label": 1}\n{oops\n', r"r\.jsonl:2: not valid JSON"),
         ("r.csv", "text,label\na,1\nb,2,3\n", r"r\.csv:3: expected 2 columns, got 3"),
         ("r.csv", "body,label\na,1\n", r"r\.csv:1: header has no column 'text'"),
@@ -64,7 +70,10 @@ def test_conllu_skips_comments_multiword_and_empty_nodes(tmp_path):
         "",
     ]
     (tmp_path / "s.conllu").write_text("\n".join(lines))
-    assert read_conllu(tmp_path / "s.conllu") == [(["do", "n't"], ["AUX", "PART"]), (["Go"], ["VERB"])]
+    assert read_conllu(tmp_path / "s.conllu") == [
+        (["do", "n't"], ["AUX", "PART"]),
+        (["Go"], ["VERB"]),
+    ]
     (tmp_path / "bad.conllu").write_text("1\tGo\tVERB\n")
     with pytest.raises(DataError, match=r"bad\.conllu:1: expected 10 tab-separated columns, got 3"):
         read_conllu(tmp_path / "bad.conllu")

@@ -87,10 +87,11 @@ def test_bucket_sampler_ranks_take_slices_of_the_same_global_batch():
     lengths = list(range(1, 41))
     whole = list(BucketBatchSampler(lengths, batch_size=8, drop_last=True, seed=1))
     parts = [
-        list(BucketBatchSampler(lengths, batch_size=8, drop_last=True, seed=1, rank=r,
-                                world_size=2))
+        list(
+            BucketBatchSampler(lengths, batch_size=8, drop_last=True, seed=1, rank=r, world_size=2)
+        )
         for r in range(2)
-    ]  # fmt: skip
+    ]
     assert [a + b for a, b in zip(*parts, strict=True)] == whole
 
 

@@ -43,11 +43,18 @@ def tiny_overrides(text: Path, *extra: str) -> list[str]:
 
 
 def train_tiny(text: Path, run_dir: Path, *extra: str, **kwargs):
-    return train(load_config(overrides=tiny_overrides(text, *extra)), run_dir=run_dir,
-                 quiet=True, **kwargs)  # fmt: skip
+    return train(
+        load_config(overrides=tiny_overrides(text, *extra)), run_dir=run_dir, quiet=True, **kwargs
+    )
 
 
 def rnnkit_cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """Run the real command line (``python -m rnnkit``) in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "rnnkit", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, **kwargs)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "rnnkit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        **kwargs,
+    )

@@ -14,8 +14,13 @@ def _set(*overrides: str) -> list[str]:
 @pytest.fixture(scope="module")
 def run_dir(tiny_text, tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
-    result = rnnkit_cli("train", "--run-dir", run, "--json-lines",
-                        *_set(*tiny_overrides(tiny_text, "train.max_epochs=1")))  # fmt: skip
+    result = rnnkit_cli(
+        "train",
+        "--run-dir",
+        run,
+        "--json-lines",
+        *_set(*tiny_overrides(tiny_text, "train.max_epochs=1")),
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records[-1]["event"] == "done" and "val_loss" in records[-1]
@@ -38,8 +43,22 @@ def test_evaluate_an_empty_split_is_an_error(run_dir):
 
 
 def test_generate_is_reproducible_with_a_seed(run_dir):
-    args = ("generate", run_dir, "--prompt", "ROMEO:", "--max-tokens", "30", "--seed", "3",
-            "--temperature", "1.0", "--top-k", "10", "--top-p", "0.9")  # fmt: skip
+    args = (
+        "generate",
+        run_dir,
+        "--prompt",
+        "ROMEO:",
+        "--max-tokens",
+        "30",
+        "--seed",
+        "3",
+        "--temperature",
+        "1.0",
+        "--top-k",
+        "10",
+        "--top-p",
+        "0.9",
+    )
     first, second = rnnkit_cli(*args), rnnkit_cli(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout and first.stdout.startswith("ROMEO:")
@@ -58,8 +77,13 @@ def test_predict_reads_arguments_files_and_stdin(run_dir, tmp_path):
 
 
 def test_quiet_prints_nothing_but_the_errors(tiny_text, tmp_path):
-    result = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "q",
-                        *_set(*tiny_overrides(tiny_text, "train.max_steps=3")))  # fmt: skip
+    result = rnnkit_cli(
+        "train",
+        "--quiet",
+        "--run-dir",
+        tmp_path / "q",
+        *_set(*tiny_overrides(tiny_text, "train.max_steps=3")),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
 

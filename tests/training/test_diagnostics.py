@@ -30,8 +30,12 @@ from tests.training.conftest import rnnkit_cli
 
 
 def _weights(layer, cls):
-    return cls(*(getattr(layer, n).detach().numpy() for n in
-                 ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")))  # fmt: skip
+    return cls(
+        *(
+            getattr(layer, n).detach().numpy()
+            for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        )
+    )
 
 
 @pytest.mark.parametrize("kind", ["lstm", "rnn"])
@@ -120,8 +124,13 @@ def test_vanishing_gradient_is_detected_on_a_contracting_rnn(tmp_path):
     with torch.no_grad():
         layer.weight_hh_l0.mul_(0.01)
     model = SimpleNamespace(rnn=layer)
-    task = SimpleNamespace(model=model, training=False, train=lambda mode: None, eval=lambda: None,
-                           probe=lambda batch: (torch.randn(2, 12, 4), lambda last: last.sum()))  # fmt: skip
+    task = SimpleNamespace(
+        model=model,
+        training=False,
+        train=lambda mode: None,
+        eval=lambda: None,
+        probe=lambda batch: (torch.randn(2, 12, 4), lambda last: last.sum()),
+    )
     callback = GradientDiagnostics(
         DiagnosticsConfig(vanish_threshold=1e-3, vanish_within=10), tmp_path
     )
@@ -136,12 +145,27 @@ def test_vanishing_gradient_is_detected_on_a_contracting_rnn(tmp_path):
 def test_exploding_configuration_stops_the_run(tiny_text, tmp_path):
     """SGD with a huge step and no clipping on a ReLU RNN: detected, named, run stopped."""
     result = rnnkit_cli(
-        "train", "--quiet", "--run-dir", tmp_path / "run",
-        *[a for kv in ("data.dataset=file", f"data.path={tiny_text}", "model.cell=rnn_relu",
-                       "model.hidden_size=32", "model.dropout=0", "optim.name=sgd", "optim.lr=5",
-                       "optim.clip=none", "train.batch_size=8", "train.bptt=16")
-          for a in ("--set", kv)],
-    )  # fmt: skip
+        "train",
+        "--quiet",
+        "--run-dir",
+        tmp_path / "run",
+        *[
+            a
+            for kv in (
+                "data.dataset=file",
+                f"data.path={tiny_text}",
+                "model.cell=rnn_relu",
+                "model.hidden_size=32",
+                "model.dropout=0",
+                "optim.name=sgd",
+                "optim.lr=5",
+                "optim.clip=none",
+                "train.batch_size=8",
+                "train.bptt=16",
+            )
+            for a in ("--set", kv)
+        ],
+    )
     assert result.returncode == 1
     assert (
         "error: non-finite gradient at step" in result.stderr or "training loss is" in result.stderr
@@ -176,8 +200,10 @@ def test_lower_layers_count_the_path_through_the_layers_above():
     x = torch.randn(1, 4, 2, dtype=torch.float64)
     v = torch.randn(1, 3, dtype=torch.float64)
     norms = hidden_state_gradients(stack, x, lambda last: (last * v).sum())
-    lower, upper = (stack.weight_ih_l0, stack.weight_hh_l0, stack.bias_ih_l0, stack.bias_hh_l0), (
-        stack.weight_ih_l1, stack.weight_hh_l1, stack.bias_ih_l1, stack.bias_hh_l1)  # fmt: skip
+    lower, upper = (
+        (stack.weight_ih_l0, stack.weight_hh_l0, stack.bias_ih_l0, stack.bias_hh_l0),
+        (stack.weight_ih_l1, stack.weight_hh_l1, stack.bias_ih_l1, stack.bias_hh_l1),
+    )
 
     @torch.no_grad()
     def loss_with_nudge(t, delta):
@@ -192,8 +218,10 @@ def test_lower_layers_count_the_path_through_the_layers_above():
 
     eps = 1e-6
     for t in range(4):
-        grad = torch.tensor([
-            (loss_with_nudge(t, eps * e) - loss_with_nudge(t, -eps * e)) / (2 * eps)
-            for e in torch.eye(3, dtype=torch.float64)
-        ])  # fmt: skip
+        grad = torch.tensor(
+            [
+                (loss_with_nudge(t, eps * e) - loss_with_nudge(t, -eps * e)) / (2 * eps)
+                for e in torch.eye(3, dtype=torch.float64)
+            ]
+        )
         assert float(norms[0, t]) == pytest.approx(float(grad.norm()), rel=1e-5)

@@ -14,8 +14,11 @@ TOLERANCE = 1e-6
 
 
 def test_two_processes_match_one(tiny_text, tmp_path):
-    sets = [a for kv in tiny_overrides(tiny_text, "train.max_epochs=1", "diagnostics.every_n_steps=0")
-            for a in ("--set", kv)]  # fmt: skip
+    sets = [
+        a
+        for kv in tiny_overrides(tiny_text, "train.max_epochs=1", "diagnostics.every_n_steps=0")
+        for a in ("--set", kv)
+    ]
     one = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "one", *sets)
     two = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "two", "--devices", "2", *sets)
     assert one.returncode == 0, one.stderr

@@ -18,11 +18,20 @@ def lm_run(tiny_text, tmp_path_factory):
 
 def test_run_directory_has_everything(lm_run):
     run = lm_run.run_dir
-    for name in ["config.yaml", "metrics.csv", "report.md", "model/model.json",
-                 "model/model.safetensors", "checkpoints/best.safetensors",
-                 "checkpoints/last.safetensors", "diagnostics/hidden_grad_norms.csv",
-                 "plots/loss.png", "plots/metrics.png", "plots/grad_norm.png",
-                 "plots/gradient_flow.png"]:  # fmt: skip
+    for name in [
+        "config.yaml",
+        "metrics.csv",
+        "report.md",
+        "model/model.json",
+        "model/model.safetensors",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.safetensors",
+        "diagnostics/hidden_grad_norms.csv",
+        "plots/loss.png",
+        "plots/metrics.png",
+        "plots/grad_norm.png",
+        "plots/gradient_flow.png",
+    ]:
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     rows = read_metrics(run / "metrics.csv")
@@ -106,10 +115,16 @@ def test_classification_learns_a_keyword(tmp_path):
         rows.append(json.dumps({"text": " ".join(body), "label": ["neg", "pos"][label]}))
     (tmp_path / "reviews.jsonl").write_text("\n".join(rows))
     result = train_tiny(
-        tmp_path / "reviews.jsonl", tmp_path / "cls", "task=classification", "data.tokenizer=word",
-        "train.max_epochs=12", "model.bidirectional=true", "model.pooling=mean", "optim.lr=0.01",
+        tmp_path / "reviews.jsonl",
+        tmp_path / "cls",
+        "task=classification",
+        "data.tokenizer=word",
+        "train.max_epochs=12",
+        "model.bidirectional=true",
+        "model.pooling=mean",
+        "optim.lr=0.01",
         "sample.prompt=x",
-    )  # fmt: skip
+    )
     assert result.metrics["val_acc"] >= 0.9
     trained = rnnkit.api.load(result.run_dir)
     [prediction] = trained.predict("the plot was great")
@@ -131,9 +146,14 @@ def test_labelling_learns_word_tags(tmp_path):
         lines.append("")
     (tmp_path / "tags.conllu").write_text("\n".join(lines))
     result = train_tiny(
-        tmp_path / "tags.conllu", tmp_path / "tag", "task=labelling", "model.bidirectional=true",
-        "train.max_epochs=8", "optim.lr=0.02", "sample.prompt=x",
-    )  # fmt: skip
+        tmp_path / "tags.conllu",
+        tmp_path / "tag",
+        "task=labelling",
+        "model.bidirectional=true",
+        "train.max_epochs=8",
+        "optim.lr=0.02",
+        "sample.prompt=x",
+    )
     assert result.metrics["val_acc"] >= 0.95
     [prediction] = rnnkit.api.load(result.run_dir).predict("cats sleep fast")
     assert prediction["tags"] == ["NOUN", "VERB", "ADV"]

@@ -40,15 +40,26 @@ def test_schedules():
 
 
 def test_sgd_with_momentum():
-    answer = make_optimizers(torch.nn.Linear(2, 2),
-                             load_config(overrides=["optim.name=sgd", "optim.momentum=0.7"]).optim, 1)  # fmt: skip
+    answer = make_optimizers(
+        torch.nn.Linear(2, 2),
+        load_config(overrides=["optim.name=sgd", "optim.momentum=0.7"]).optim,
+        1,
+    )
     assert isinstance(answer["optimizer"], torch.optim.SGD)
     assert answer["optimizer"].param_groups[0]["momentum"] == 0.7
 
 
 def test_clipping_by_value_bounds_every_update(tiny_text, tmp_path):
-    extra = ("optim.name=sgd", "optim.momentum=0.0", "optim.weight_decay=0", "optim.lr=1.0", "optim.clip=value",
-             "optim.clip_value=0.001", "train.max_steps=1", "diagnostics.every_n_steps=0")  # fmt: skip
+    extra = (
+        "optim.name=sgd",
+        "optim.momentum=0.0",
+        "optim.weight_decay=0",
+        "optim.lr=1.0",
+        "optim.clip=value",
+        "optim.clip_value=0.001",
+        "train.max_steps=1",
+        "diagnostics.every_n_steps=0",
+    )
     result = train_tiny(tiny_text, tmp_path / "run", *extra)
     config = load_config(overrides=tiny_overrides(tiny_text, *extra))
     pl.seed_everything(config.train.seed, verbose=False)
@@ -66,8 +77,14 @@ def test_clipping_by_value_bounds_every_update(tiny_text, tmp_path):
 
 def test_early_stopping_ends_the_run(tiny_text, tmp_path):
     # mode=max on a falling loss: no epoch ever improves on the first, so patience 1 stops at 2
-    result = train_tiny(tiny_text, tmp_path / "run", "train.max_epochs=10", "train.early_stopping=true",
-                        "train.patience=1", "train.mode=max")  # fmt: skip
+    result = train_tiny(
+        tiny_text,
+        tmp_path / "run",
+        "train.max_epochs=10",
+        "train.early_stopping=true",
+        "train.patience=1",
+        "train.mode=max",
+    )
     epochs = [r["epoch"] for r in read_metrics(result.run_dir / "metrics.csv") if "val_loss" in r]
     assert epochs == [0.0, 1.0]
 

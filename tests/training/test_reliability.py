@@ -22,8 +22,13 @@ def _command(run_dir, overrides):
 
 
 def _start(run_dir, overrides):
-    return subprocess.Popen(_command(run_dir, overrides), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        _command(run_dir, overrides),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate, process, timeout=120.0):
@@ -43,8 +48,13 @@ def _epoch_of(path):
 
 def test_resume_after_a_kill_equals_the_uninterrupted_run(tiny_text, tmp_path):
     overrides = tiny_overrides(tiny_text, "train.max_epochs=4")
-    whole = subprocess.run(_command(tmp_path / "whole", overrides), cwd=ROOT, capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
+    whole = subprocess.run(
+        _command(tmp_path / "whole", overrides),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert whole.returncode == 0, whole.stderr
 
     run = tmp_path / "killed"
@@ -65,8 +75,12 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(tiny_text, tmp_path):
 
 
 def test_killing_during_checkpoint_writes_leaves_a_loadable_checkpoint(tiny_text, tmp_path):
-    overrides = tiny_overrides(tiny_text, "train.max_epochs=50", "train.checkpoint_every_n_steps=1",
-                               "diagnostics.every_n_steps=0")  # fmt: skip
+    overrides = tiny_overrides(
+        tiny_text,
+        "train.max_epochs=50",
+        "train.checkpoint_every_n_steps=1",
+        "diagnostics.every_n_steps=0",
+    )
     rng = random.Random(0)
     for attempt in range(4):
         run = tmp_path / f"run{attempt}"
@@ -96,13 +110,27 @@ def test_sigterm_saves_and_exits_cleanly(tiny_text, tmp_path):
 
 def test_a_non_finite_loss_keeps_the_last_good_checkpoint(tiny_text, tmp_path):
     run = tmp_path / "run"
-    good = rnnkit_cli("train", "--quiet", "--run-dir", run,
-                      *[a for kv in tiny_overrides(tiny_text, "train.max_epochs=1")
-                        for a in ("--set", kv)])  # fmt: skip
+    good = rnnkit_cli(
+        "train",
+        "--quiet",
+        "--run-dir",
+        run,
+        *[a for kv in tiny_overrides(tiny_text, "train.max_epochs=1") for a in ("--set", kv)],
+    )
     assert good.returncode == 0, good.stderr
     before = (run / "checkpoints" / "last.safetensors").read_bytes()
-    bad = rnnkit_cli("train", "--quiet", "--resume", run, "--set", "train.max_epochs=3",
-                     "--set", "optim.lr=1e30", "--set", "optim.clip=none")  # fmt: skip
+    bad = rnnkit_cli(
+        "train",
+        "--quiet",
+        "--resume",
+        run,
+        "--set",
+        "train.max_epochs=3",
+        "--set",
+        "optim.lr=1e30",
+        "--set",
+        "optim.clip=none",
+    )
     assert bad.returncode == 1
     assert "at step" in bad.stderr and "last good checkpoint is kept" in bad.stderr
     assert (run / "checkpoints" / "last.safetensors").read_bytes() == before

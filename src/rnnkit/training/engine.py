@@ -75,14 +75,24 @@ def new_run_dir(config: Config, root: str | Path = "runs") -> Path:
     return path
 
 
-def _is_launched_child() -> bool:
-    """True in a process Lightning's DDP launcher or torchrun started (not the first one)."""
-    return os.environ.get(RUN_DIR_ENV) is not None and os.environ.get("LOCAL_RANK") is not None
+def _is_main_process() -> bool:
+    """False in the other processes of a distributed run (started by Lightning's launcher, by
+    torchrun, or by hand on another node); only the main process writes the run directory."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"]) == 0
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
-def _resolve_run_dir(config: Config, run_dir: Path | None, resume: bool) -> Path:
-    if run_dir is None and _is_launched_child():
-        return Path(os.environ[RUN_DIR_ENV])
+def _resolve_run_dir(config: Config, run_dir: Path | None, resume: bool, main: bool) -> Path:
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if not main or (distributed and run_dir is None):
+        given = run_dir or os.environ.get(RUN_DIR_ENV)
+        if given is None:
+            raise ConfigError(
+                "in a distributed run started by torchrun or by hand, pass --run-dir (the same "
+                "path in every process)"
+            )
+        return Path(given)
     if resume:
         if run_dir is None or not (Path(run_dir) / "checkpoints" / "last.safetensors").exists():
             raise ConfigError(
@@ -90,14 +100,8 @@ def _resolve_run_dir(config: Config, run_dir: Path | None, resume: bool) -> Path
             )
         return Path(run_dir)
     if run_dir is None:
-        if os.environ.get("WORLD_SIZE", "1") != "1":
-            raise ConfigError(
-                "under torchrun, pass --run-dir so that every process writes to "
-                "the same run directory"
-            )
         return new_run_dir(config)
-    run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()) and not _is_launched_child():
+    if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(
             f"run directory {run_dir} exists and is not empty; pass --resume to "
             "continue it or choose another --run-dir"
@@ -155,17 +159,17 @@ def train(
     """
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    run_dir = _resolve_run_dir(config, None if run_dir is None else Path(run_dir), resume)
-    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+    main = _is_main_process()
+    run_dir = _resolve_run_dir(config, None if run_dir is None else Path(run_dir), resume, main)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # for the processes Lightning launches
     checkpoints = run_dir / "checkpoints"
     last = checkpoints / "last.safetensors"
-    child = _is_launched_child() and os.environ.get("LOCAL_RANK") != "0"
 
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     vocab, labels = None, None
-    if resume or child:  # encode exactly as the run's first process did
+    if resume:  # encode exactly as the run did (other processes build the same vocabulary)
         _, vocab, labels = read_description(run_dir / "model" / "model.json")
     data = prepare_data(config, vocab, labels)
     model = build_model(config.task, config.model, len(data.vocab), len(data.labels or []))
@@ -174,15 +178,14 @@ def train(
         stored = load_config(run_dir / "config.yaml")
         if stored.optim.lr != config.optim.lr:
             task.lr_override = config.optim.lr
-    if not child:
+    if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(
             yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )
-    if not resume and not child:
-        save_bundle(
-            run_dir / "model", Bundle(config, model, data.vocab, data.labels), weights=False
-        )
+        if not resume:
+            bundle = Bundle(config, model, data.vocab, data.labels)
+            save_bundle(run_dir / "model", bundle, weights=False)
 
     resume_step = int(load_tree(last)["global_step"]) if resume else None
     train_config = config.train
