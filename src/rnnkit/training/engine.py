@@ -250,7 +250,7 @@ def _finish(run_dir: Path, config: Config, task, data, *, quiet: bool) -> TrainR
             seed=config.train.seed,
         )
     write_plots(run_dir)
-    write_report(run_dir, metrics, sample)
+    write_report(run_dir, metrics, None if sample is None else config.sample.prompt + sample)
     if not quiet:
         text = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"final (best checkpoint, whole validation split): {text}", file=sys.stderr)
