@@ -43,8 +43,7 @@ class DataConfig:
     """Where the data comes from and how it is cut into batches.
 
     ``dataset`` names a registry dataset (``rnnkit datasets list``) or ``file``;
-    ``path`` is the user's own file (or a directory with train/valid/test files) when
-    ``dataset: file``.
+    ``path`` is the user's own file when ``dataset: file``.
     """
 
     dataset: str = "tinyshakespeare"
@@ -74,7 +73,7 @@ class ModelConfig:
     recurrent_dropout: float = 0.0
     layer_norm: bool = False
     tie_weights: bool = False
-    pooling: Literal["last", "mean", "max"] = "last"
+    pooling: Literal["last", "mean", "max", "attention"] = "last"
 
 
 @dataclass
