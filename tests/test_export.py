@@ -22,7 +22,7 @@ from rnnkit.bundle import Bundle, save_bundle
 from rnnkit.cli.export import export as export_command
 from rnnkit.config import load_config
 from rnnkit.data.prepare import VENDORED
-from rnnkit.data.vocabulary import Vocabulary
+from rnnkit.data.tokenizers import make_tokenizer
 from rnnkit.export import (
     MIN_OPSET,
     TOLERANCE,
@@ -36,7 +36,8 @@ from rnnkit.models import build_model
 from rnnkit.training.engine import train
 
 ROOT = Path(__file__).resolve().parents[1]
-VOCAB = Vocabulary.build([list("abcdefghijklmnopqrstuvwxyz")])
+TOKENIZER = make_tokenizer("char")
+TOKENIZER.fit(["abcdefghijklmnopqrstuvwxyz"])
 LABELS = {"language_model": None, "classification": ["neg", "pos"], "labelling": ["N", "V", "X"]}
 
 # TorchScript is deprecated in torch 2.13: loading the exported file warns, by design.
@@ -57,8 +58,8 @@ def make_trained(task: str, *overrides: str) -> Trained:
         ]
     )
     labels = LABELS[task]
-    model = build_model(task, config.model, len(VOCAB), len(labels or [])).eval()
-    return Trained(Bundle(config, model, VOCAB, labels))
+    model = build_model(task, config.model, TOKENIZER.vocab_size, len(labels or [])).eval()
+    return Trained(Bundle(config, model, TOKENIZER, labels))
 
 
 def onnx_session(path: Path) -> onnxruntime.InferenceSession:
@@ -67,7 +68,7 @@ def onnx_session(path: Path) -> onnxruntime.InferenceSession:
 
 def tokens(batch: int, steps: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(
-        0, len(VOCAB), (batch, steps), generator=torch.Generator().manual_seed(seed)
+        0, TOKENIZER.vocab_size, (batch, steps), generator=torch.Generator().manual_seed(seed)
     )
 
 
@@ -110,7 +111,7 @@ def test_onnx_axes_are_named_and_only_standard_operators_are_used(tmp_path):
         "tokens": ["batch", "time"],
         "h0": [1, "batch", 12],
         "c0": [1, "batch", 12],
-        "logits": ["batch", "time", len(VOCAB)],
+        "logits": ["batch", "time", TOKENIZER.vocab_size],
         "h_n": [1, "batch", 12],
         "c_n": [1, "batch", 12],
     }

@@ -106,9 +106,9 @@ def test_summary_from_config_of_a_bidirectional_two_layer_classifier(classifier_
     config = load_config(overrides=classifier_overrides)
     text = summary_from_config(config)
     data = prepare_data(config)
-    model = build_model("classification", config.model, len(data.vocab), len(data.labels))
+    model = build_model("classification", config.model, data.tokenizer.vocab_size, len(data.labels))
     assert text.splitlines()[0] == (
-        f'Model: "SequenceClassifier" (classification, vocabulary {len(data.vocab)}, '
+        f'Model: "SequenceClassifier" (classification, vocabulary {data.tokenizer.vocab_size}, '
         "3 labels; input tokens (4, 20))"
     )
     assert "rnn (LSTM)" in text

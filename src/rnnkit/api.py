@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .bundle import Bundle, load_bundle
-from .data.vocabulary import BOS, EOS, PAD, UNK, tokenize
+from .data.vocabulary import SPECIALS
 from .models.generation import generate_ids
 
 __all__ = ["Trained", "load", "generate_text"]
@@ -21,24 +21,34 @@ __all__ = ["Trained", "load", "generate_text"]
 
 def _stream_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any) -> Iterator[str]:
     """New text after ``prompt``, piece by piece. Word models write ``<eos>`` as a line break;
-    special tokens that never end a training line (padding, unknown, start) are not produced."""
-    vocab, tokenizer = bundle.vocab, bundle.config.data.tokenizer
-    specials = [PAD, UNK, BOS] + ([EOS] if tokenizer == "char" else [])
-    banned = [vocab.index[s] for s in specials]
-    ids = vocab.encode(tokenize(prompt, tokenizer))
+    special tokens that never end a training line (padding, unknown, start) are not produced;
+    subwords are decoded as they complete characters."""
+    tokenizer = bundle.tokenizer
+    banned = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id]
+    if tokenizer.kind in ("char", "bpe"):
+        banned.append(tokenizer.eos_id)  # their streams end lines with a newline, not <eos>
+    ids = tokenizer.encode(prompt)
     if not ids:
         raise ValueError("prompt: expected some text to continue, got an empty prompt")
+    words = tokenizer.kind in ("word", "whitespace")
     after_line_break = prompt.endswith("\n")
+    pending: list[int] = []
     for token_id in generate_ids(bundle.model, ids, max_tokens, banned=banned, **sampling):
-        token = vocab.tokens[token_id]
-        if tokenizer == "char":
-            yield token
-        elif token == EOS:
+        if not words:
+            pending.append(token_id)
+            text = tokenizer.decode(pending)
+            if not text.endswith("\ufffd"):  # a multi-byte character still incomplete
+                pending = []
+                yield text
+        elif token_id == tokenizer.eos_id:
             after_line_break = True
             yield "\n"
         else:
+            token = tokenizer.decode([token_id])
             yield token if after_line_break else " " + token
             after_line_break = False
+    if pending:
+        yield tokenizer.decode(pending)
 
 
 def generate_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any) -> str:
@@ -47,12 +57,12 @@ def generate_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any)
 
 
 class Trained:
-    """A trained model with its vocabulary and labels: predict, generate, evaluate."""
+    """A trained model with its tokenizer and labels: predict, generate, evaluate."""
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.config, self.model = bundle.config, bundle.model
-        self.vocab, self.labels = bundle.vocab, bundle.labels
+        self.tokenizer, self.labels = bundle.tokenizer, bundle.labels
         self.task = self.config.task
 
     def generate(
@@ -80,6 +90,9 @@ class Trained:
         )
         return pieces if stream else "".join(pieces)
 
+    def _token_text(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id]) or SPECIALS[token_id]
+
     @torch.no_grad()
     def predict(self, texts: str | list[str], top: int = 5) -> list[dict[str, Any]]:
         """Classification: label and probabilities per text. Labelling: (token, tag) pairs.
@@ -87,12 +100,10 @@ class Trained:
         if isinstance(texts, str):
             texts = [texts]
         self.model.eval()
-        # Tagging data comes as words (CoNLL-U), whatever data.tokenizer says.
-        tokenizer = "word" if self.task == "labelling" else self.config.data.tokenizer
         results = []
         for text in texts:
-            tokens = tokenize(text, tokenizer) or [""]
-            ids = torch.tensor([self.vocab.encode(tokens)])
+            tokens = self.tokenizer.tokens(text)
+            ids = torch.tensor([self.tokenizer.encode(text) or [self.tokenizer.unk_id]])
             lengths = torch.tensor([ids.shape[1]])
             if self.task == "classification":
                 probabilities = self.model(ids, lengths).softmax(-1)[0]
@@ -115,12 +126,12 @@ class Trained:
             else:
                 logits, _ = self.model(ids)
                 probabilities = logits[0, -1].softmax(-1)
-                values, indices = probabilities.topk(min(top, len(self.vocab)))
+                values, indices = probabilities.topk(min(top, self.tokenizer.vocab_size))
                 results.append(
                     {
                         "text": text,
                         "next": [
-                            {"token": self.vocab.tokens[i], "probability": float(p)}
+                            {"token": self._token_text(i), "probability": float(p)}
                             for p, i in zip(values.tolist(), indices.tolist(), strict=True)
                         ],
                     }
@@ -128,11 +139,11 @@ class Trained:
         return results
 
     def evaluate(self, split: str = "test", *, progress: bool = False) -> dict[str, float]:
-        """Metrics on a split of the run's dataset, encoded with the run's own vocabulary."""
+        """Metrics on a split of the run's dataset, encoded with the run's own tokenizer."""
         from .data.prepare import prepare_data
         from .training.tasks import make_task
 
-        data = prepare_data(self.config, self.vocab, self.labels)
+        data = prepare_data(self.config, self.tokenizer, self.labels)
         value = getattr(data, split, None) if split in ("train", "val", "test") else None
         if split not in ("train", "val", "test"):
             raise ValueError(f"split: expected 'train', 'val' or 'test', got {split!r}")

@@ -1,4 +1,4 @@
-"""A trained model as files: ``model.safetensors`` + ``model.json`` (config, vocabulary, labels).
+"""A trained model as files: ``model.safetensors`` + ``model.json`` (config, tokenizer, labels).
 
 The bundle is what ``rnnkit.load`` reads and what a deployment copies: plain safetensors weights
 any safetensors reader opens, and JSON for everything else. Nothing in it is executed on load.
@@ -16,7 +16,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from .config import Config, ConfigError, config_from_dict, config_to_dict
-from .data.vocabulary import Vocabulary
+from .data.tokenizers import Tokenizer, tokenizer_from_json
 from .models import build_model
 from .serialization import CheckpointError, atomic_write, load_tree
 
@@ -31,7 +31,7 @@ class Bundle:
 
     config: Config
     model: nn.Module
-    vocab: Vocabulary
+    tokenizer: Tokenizer
     labels: list[str] | None
 
 
@@ -49,14 +49,14 @@ def save_bundle(directory: Path, bundle: Bundle, *, weights: bool = True) -> Non
     description = {
         "format": BUNDLE_FORMAT,
         "config": config_to_dict(bundle.config),
-        "vocabulary": bundle.vocab.to_json(),
+        "tokenizer": bundle.tokenizer.to_json(),
         "labels": bundle.labels,
     }
     atomic_write(directory / "model.json", json.dumps(description, indent=1).encode())
 
 
-def _model_from(config: Config, vocab: Vocabulary, labels: list[str] | None) -> nn.Module:
-    return build_model(config.task, config.model, len(vocab), len(labels or []))
+def _model_from(config: Config, tokenizer: Tokenizer, labels: list[str] | None) -> nn.Module:
+    return build_model(config.task, config.model, tokenizer.vocab_size, len(labels or []))
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -72,7 +72,7 @@ def load_bundle(path: str | Path) -> Bundle:
         raise CheckpointError(
             f"{path}: expected a run directory or a model bundle (model.json + model.safetensors)"
         )
-    config, vocab, labels = read_description(description_path)
+    config, tokenizer, labels = read_description(description_path)
     if not (path / "model.safetensors").exists():
         for name in ("best", "last", "interrupted"):
             checkpoint = path.parent / "checkpoints" / f"{name}.safetensors"
@@ -87,13 +87,13 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path / 'model.safetensors'}: not a readable safetensors file (truncated or "
             f"corrupted?): {error}"
         ) from None
-    model = _model_from(config, vocab, labels)
+    model = _model_from(config, tokenizer, labels)
     _load_weights(model, weights, path / "model.safetensors")
-    return Bundle(config, model, vocab, labels)
+    return Bundle(config, model, tokenizer, labels)
 
 
-def read_description(path: Path) -> tuple[Config, Vocabulary, list[str] | None]:
-    """The config, vocabulary and labels stored in a bundle's ``model.json``."""
+def read_description(path: Path) -> tuple[Config, Tokenizer, list[str] | None]:
+    """The config, tokenizer and labels stored in a bundle's ``model.json``."""
     try:
         description = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -104,10 +104,10 @@ def read_description(path: Path) -> tuple[Config, Vocabulary, list[str] | None]:
         raise CheckpointError(f"{path}: expected an rnnkit model description ({BUNDLE_FORMAT})")
     try:
         config = config_from_dict(description["config"])
-        vocab = Vocabulary.from_json(description["vocabulary"])
+        tokenizer = tokenizer_from_json(description["tokenizer"])
     except (KeyError, ConfigError, ValueError) as error:
         raise CheckpointError(f"{path}: {error}") from None
-    return config, vocab, description.get("labels")
+    return config, tokenizer, description.get("labels")
 
 
 def _load_weights(model: nn.Module, weights: dict, where: Path) -> None:
@@ -135,12 +135,12 @@ def _load_checkpoint(path: Path) -> Bundle:
     description_path = run_dir / "model" / "model.json"
     if not description_path.exists():
         raise CheckpointError(f"{path}: a checkpoint needs its run's model/model.json beside it")
-    config, vocab, labels = read_description(description_path)
+    config, tokenizer, labels = read_description(description_path)
     checkpoint = load_tree(path)
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a training checkpoint with a state_dict")
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    model = _model_from(config, vocab, labels)
+    model = _model_from(config, tokenizer, labels)
     _load_weights(model, weights, path)
-    return Bundle(config, model, vocab, labels)
+    return Bundle(config, model, tokenizer, labels)

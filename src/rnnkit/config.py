@@ -48,7 +48,8 @@ class DataConfig:
 
     dataset: str = "tinyshakespeare"
     path: str | None = None
-    tokenizer: Literal["char", "word"] = "char"
+    tokenizer: Literal["char", "word", "whitespace", "bpe"] = "char"
+    lowercase: bool = False
     min_freq: int = 1
     max_vocab: int | None = None
     val_fraction: float = 0.1

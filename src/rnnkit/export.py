@@ -141,7 +141,7 @@ def _random_inputs(
 ) -> tuple[Tensor, ...]:
     """Inputs for :func:`_interface`: random tokens, then lengths in [1, T] (one of them T) or a
     random initial state (L, B, H) per state field."""
-    tokens = torch.randint(0, len(trained.vocab), (batch, steps), generator=generator)
+    tokens = torch.randint(0, trained.tokenizer.vocab_size, (batch, steps), generator=generator)
     if trained.task != "language_model":
         lengths = torch.randint(1, steps + 1, (batch,), generator=generator)
         lengths[0] = steps

@@ -140,7 +140,7 @@ def summary_from_config(config: Config) -> str:
 
     data = prepare_data(config)
     num_labels = len(data.labels or [])
-    model = build_model(config.task, config.model, len(data.vocab), num_labels)
+    model = build_model(config.task, config.model, data.tokenizer.vocab_size, num_labels)
     batch = config.train.batch_size
     if config.task == "language_model":
         steps = config.train.bptt
@@ -153,7 +153,7 @@ def summary_from_config(config: Config) -> str:
         )
     labels = f", {num_labels} labels" if num_labels else ""
     title = (
-        f'Model: "{type(model).__name__}" ({config.task}, vocabulary {len(data.vocab):,}'
+        f'Model: "{type(model).__name__}" ({config.task}, vocabulary {data.tokenizer.vocab_size:,}'
         f"{labels}; input tokens ({batch}, {steps}))"
     )
     return format_summary(summarize(model, example), title)

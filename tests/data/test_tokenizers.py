@@ -127,7 +127,7 @@ def test_json_round_trip_gives_identical_encodings(kind):
 
 def test_bad_json_names_the_kind():
     with pytest.raises(
-        ValueError, match="expected kind 'char', 'word' or 'bpe', got 'sentencepiece'"
+        ValueError, match="expected kind 'char', 'word', 'whitespace' or 'bpe', got 'sentencepiece'"
     ):
         tokenizer_from_json({"kind": "sentencepiece"})
     with pytest.raises(ValueError, match="got None"):
@@ -159,3 +159,17 @@ def test_bpe_on_imdb_reviews(shared_data):
     chars = sum(map(len, reviews)) / len(reviews)
     assert chars / 10 < sum(lengths) / len(lengths) < chars
     assert all(tokenizer.decode(tokenizer.encode(review)) == review for review in reviews[:20])
+
+
+def test_whitespace_tokenizer_keeps_pretokenized_text_and_its_unk():
+    tokenizer = make_tokenizer("whitespace")
+    tokenizer.fit(["the <unk> cat sat", "the dog"])
+    assert tokenizer.tokens("U.S. don't <unk>") == ["U.S.", "don't", "<unk>"]
+    assert tokenizer.encode("the <unk> zebra")[1:] == [tokenizer.unk_id, tokenizer.unk_id]
+    assert "<unk>" not in tokenizer.vocabulary.tokens[4:]
+
+
+def test_pretokenized_fit_and_encode():
+    tokenizer = make_tokenizer("whitespace")
+    tokenizer.fit_tokens([["New York", "is"], ["is"]])
+    assert tokenizer.encode_tokens(["New York", "is", "Paris"]) == [5, 4, tokenizer.unk_id]

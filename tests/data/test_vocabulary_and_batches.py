@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rnnkit.data.batches import BucketBatchSampler, StreamChunks, pad_batch
-from rnnkit.data.vocabulary import PAD, SPECIALS, UNK, Vocabulary, tokenize
+from rnnkit.data.vocabulary import PAD, SPECIALS, UNK, Vocabulary
 
 
 def test_vocabulary_orders_by_frequency_and_maps_unknowns():
@@ -30,12 +30,6 @@ def test_vocabulary_rejects_bad_json():
         Vocabulary(["a", "b"])
     with pytest.raises(ValueError, match=r"expected \{'tokens'"):
         Vocabulary.from_json({"tokens": "abc"})
-
-
-def test_tokenize_kinds():
-    assert tokenize("a b", "char") == ["a", " ", "b"]
-    with pytest.raises(ValueError, match="expected 'char' or 'word', got 'bpe2'"):
-        tokenize("a", "bpe2")
 
 
 def test_stream_chunks_continue_row_by_row():

@@ -47,7 +47,8 @@ def test_bundle_is_plain_safetensors_and_json(lm_run):
     assert "rnn.weight_hh_l0" in weights
     description = json.loads((lm_run.run_dir / "model" / "model.json").read_text())
     assert description["config"]["task"] == "language_model"
-    assert description["vocabulary"]["tokens"][:2] == ["<pad>", "<unk>"]
+    assert description["tokenizer"]["kind"] == "char"
+    assert description["tokenizer"]["tokens"][:2] == ["<pad>", "<unk>"]
 
 
 def test_load_evaluate_matches_the_final_metrics(lm_run):
@@ -76,10 +77,10 @@ def test_generation_is_seeded_and_streams_the_same_text(lm_run):
 def test_state_carrying_generation_equals_rereading_the_context(lm_run):
     trained = rnnkit.api.load(lm_run.run_dir)
     text = "ROMEO:" + trained.generate("ROMEO:", 15, temperature=0.0)
-    ids = torch.tensor([trained.vocab.encode(list(text))])
+    ids = torch.tensor([trained.tokenizer.encode(text)])
     logits, _ = trained.model(ids[:, :-1])
     greedy = logits[0, 5:].argmax(-1)  # re-reading the whole context predicts each next char
-    assert trained.vocab.decode(greedy.tolist()) == list(text[6:])
+    assert trained.tokenizer.decode(greedy.tolist()) == text[6:]
 
 
 def test_same_seed_same_metrics(tiny_text, tmp_path, lm_run):

@@ -64,7 +64,7 @@ def test_clipping_by_value_bounds_every_update(tiny_text, tmp_path):
     config = load_config(overrides=tiny_overrides(tiny_text, *extra))
     pl.seed_everything(config.train.seed, verbose=False)
     data = prepare_data(config)
-    initial = build_model(config.task, config.model, len(data.vocab)).state_dict()
+    initial = build_model(config.task, config.model, data.tokenizer.vocab_size).state_dict()
     trained = load_file(result.run_dir / "model" / "model.safetensors")
     changes = {k: float((trained[k] - initial[k]).abs().max()) for k in initial}
     assert max(changes.values()) <= 0.001 + 1e-7

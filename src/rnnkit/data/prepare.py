@@ -19,9 +19,16 @@ from torch import Tensor
 from ..config import Config, ConfigError
 from . import registry
 from .sources import DataError, read_conllu, read_records, read_text
-from .vocabulary import EOS, Vocabulary, tokenize
+from .tokenizers import Tokenizer, make_tokenizer
 
-__all__ = ["TaskData", "BUILTIN_TASKS", "prepare_data", "encode_examples", "VENDORED"]
+__all__ = [
+    "TaskData",
+    "BUILTIN_TASKS",
+    "prepare_data",
+    "encode_examples",
+    "encode_stream",
+    "VENDORED",
+]
 
 VENDORED = {"tinyshakespeare": Path(__file__).parent / "corpora" / "tinyshakespeare.txt"}
 
@@ -38,9 +45,10 @@ Examples = list[tuple[list[int], Any]]
 @dataclass
 class TaskData:
     """Encoded splits: a (N,) id tensor per split for language models, else a list of
-    (token ids, label id or label ids) examples. ``labels`` names the classes or tags."""
+    (token ids, label id or label ids) examples. ``tokenizer`` maps text to ids (its
+    ``vocab_size`` sizes the model); ``labels`` names the classes or tags."""
 
-    vocab: Vocabulary
+    tokenizer: Tokenizer
     labels: list[str] | None
     train: Tensor | Examples
     val: Tensor | Examples | None
@@ -119,17 +127,35 @@ def _raw_splits(config: Config) -> dict[str, Any]:
     }
 
 
-def _lm_tokens(text: str, kind: str) -> list[str]:
-    if kind == "char":
-        return list(text)
-    return [token for line in text.splitlines() for token in [*line.split(), EOS]]
+def _fit(config: Config, texts: Any, *, pretokenized: bool = False) -> Tokenizer:
+    data = config.data
+    kind = "whitespace" if pretokenized else data.tokenizer
+    tokenizer = make_tokenizer(kind, lowercase=data.lowercase)
+    if pretokenized:
+        tokenizer.fit_tokens(texts, min_freq=data.min_freq, max_size=data.max_vocab)
+    else:
+        tokenizer.fit(texts, min_freq=data.min_freq, max_size=data.max_vocab)
+    return tokenizer
+
+
+def encode_stream(tokenizer: Tokenizer, text: str) -> list[int]:
+    """A language model's token stream: characters as they are; words and subwords line by
+    line, each line closed by ``<eos>`` (words) or its newline (byte-level BPE)."""
+    if tokenizer.kind == "char":
+        return tokenizer.encode(text)
+    ids: list[int] = []
+    for line in text.splitlines():
+        if tokenizer.kind == "bpe":
+            ids += tokenizer.encode(line + "\n")
+        else:
+            ids += [*tokenizer.encode(line), tokenizer.eos_id]
+    return ids
 
 
 def encode_examples(
     items: list[tuple[Any, Any]],
-    vocab: Vocabulary,
+    tokenizer: Tokenizer,
     labels: list[str],
-    tokenizer: str,
     max_len: int,
     where: str,
 ) -> Examples:
@@ -138,7 +164,7 @@ def encode_examples(
     examples: Examples = []
     truncated = 0
     for text, label in items:
-        tokens = tokenize(text, tokenizer) if isinstance(text, str) else list(text)
+        ids = tokenizer.encode(text) if isinstance(text, str) else tokenizer.encode_tokens(text)
         per_token = isinstance(label, list)
         names = label if per_token else [label]
         unseen = [n for n in names if n not in index]
@@ -147,12 +173,12 @@ def encode_examples(
                 f"{where}: label {unseen[0]!r} never appears in the training split; "
                 f"known labels: {labels}"
             )
-        ids = [index[n] for n in names]
-        if len(tokens) > max_len:
+        targets = [index[n] for n in names]
+        if len(ids) > max_len:
             truncated += 1
-            tokens = tokens[:max_len]
-            ids = ids[:max_len] if per_token else ids
-        examples.append((vocab.encode(tokens), ids if per_token else ids[0]))
+            ids = ids[:max_len]
+            targets = targets[:max_len] if per_token else targets
+        examples.append((ids, targets if per_token else targets[0]))
     if truncated:
         warnings.warn(
             f"{where}: {truncated} of {len(items)} examples truncated to data.max_len={max_len}",
@@ -161,45 +187,42 @@ def encode_examples(
     return examples
 
 
-def prepare_data(config: Config, vocab: Vocabulary | None = None, labels: list[str] | None = None):
+def prepare_data(
+    config: Config, tokenizer: Tokenizer | None = None, labels: list[str] | None = None
+) -> TaskData:
     """Read, tokenise and encode the splits of ``config.data``.
 
-    A trained run passes its own ``vocab`` and ``labels`` so that evaluation encodes exactly as
-    training did; otherwise both are built from the training split.
+    A trained run passes its own ``tokenizer`` and ``labels`` so that evaluation encodes exactly
+    as training did; otherwise both are fitted on the training split.
     """
     data = config.data
     raw = _raw_splits(config)
     if config.task == "language_model":
-        tokens = {split: _lm_tokens(text, data.tokenizer) for split, text in raw.items()}
-        if not tokens["train"]:
+        if not raw["train"].strip():
             raise DataError(f"data.dataset {data.dataset!r}: the training split is empty")
-        if vocab is None:
-            vocab = Vocabulary.build(
-                [tokens["train"]], min_freq=data.min_freq, max_size=data.max_vocab
-            )
+        if tokenizer is None:
+            texts = [raw["train"]] if data.tokenizer == "char" else raw["train"].splitlines()
+            tokenizer = _fit(config, texts)
         encoded = {
-            split: torch.tensor(vocab.encode(t), dtype=torch.long) if t else None
-            for split, t in tokens.items()
+            split: torch.tensor(encode_stream(tokenizer, text), dtype=torch.long) if text else None
+            for split, text in raw.items()
         }
-        return TaskData(vocab, None, encoded["train"], encoded["val"], encoded["test"])
+        return TaskData(tokenizer, None, encoded["train"], encoded["val"], encoded["test"])
     train = raw["train"]
     if data.limit_train is not None:
         train = train[: data.limit_train]
     if not train:
         raise DataError(f"data.dataset {data.dataset!r}: the training split is empty")
-    if vocab is None:
-        vocab = Vocabulary.build(
-            (tokenize(t, data.tokenizer) if isinstance(t, str) else t for t, _ in train),
-            min_freq=data.min_freq,
-            max_size=data.max_vocab,
-        )
+    pretokenized = config.task == "labelling"
+    if tokenizer is None:
+        tokenizer = _fit(config, (text for text, _ in train), pretokenized=pretokenized)
     if labels is None:
         seen = {n for _, label in train for n in (label if isinstance(label, list) else [label])}
         labels = sorted(seen)
     encoded = {
-        split: encode_examples(items, vocab, labels, data.tokenizer, data.max_len, f"{split} split")
+        split: encode_examples(items, tokenizer, labels, data.max_len, f"{split} split")
         if items
         else None
         for split, items in (("train", train), ("val", raw["val"]), ("test", raw["test"]))
     }
-    return TaskData(vocab, labels, encoded["train"], encoded["val"], encoded["test"])
+    return TaskData(tokenizer, labels, encoded["train"], encoded["val"], encoded["test"])

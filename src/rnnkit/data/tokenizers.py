@@ -26,6 +26,10 @@ no ``<bos>``/``<eos>``; ``decode`` drops ``<pad>``, ``<bos>`` and ``<eos>`` and 
     >>> WordTokenizer(lowercase=True).tokens("Don't  STOP!")
     ["don't", 'stop', '!']
 
+``whitespace``
+    Split on whitespace only, no normalisation: for text that comes tokenized (Penn Treebank,
+    the words of a CoNLL-U file).
+
 ``bpe``
     Byte-level BPE (HF ``tokenizers``, as in GPT-2): the text is split on spaces and punctuation
     and each piece is read as UTF-8 bytes, so every text can be encoded and nothing is unknown.
@@ -57,13 +61,14 @@ __all__ = [
     "Tokenizer",
     "CharTokenizer",
     "WordTokenizer",
+    "WhitespaceTokenizer",
     "BPETokenizer",
     "TOKENIZER_KINDS",
     "make_tokenizer",
     "tokenizer_from_json",
 ]
 
-TokenizerKind = Literal["char", "word", "bpe"]
+TokenizerKind = Literal["char", "word", "whitespace", "bpe"]
 DEFAULT_BPE_VOCAB_SIZE = 8000
 _BYTE_ALPHABET_SIZE = 256
 _BR_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -143,8 +148,18 @@ class _VocabularyTokenizer(Tokenizer):
             (self.tokens(text) for text in texts), min_freq=min_freq, max_size=max_size
         )
 
+    def fit_tokens(
+        self, sequences: Iterable[list[str]], *, min_freq: int = 1, max_size: int | None = None
+    ) -> None:
+        """Fit on text that is already split into tokens (CoNLL-U words, say)."""
+        self._vocabulary = Vocabulary.build(sequences, min_freq=min_freq, max_size=max_size)
+
     def encode(self, text: str) -> list[int]:
         return self.vocabulary.encode(self.tokens(text))
+
+    def encode_tokens(self, tokens: Iterable[str]) -> list[int]:
+        """Ids of tokens that are already split (unknown ones -> ``<unk>``)."""
+        return self.vocabulary.encode(tokens)
 
     def _decoded_tokens(self, ids: Iterable[int]) -> list[str]:
         return self.vocabulary.decode(i for i in ids if i not in _FRAMING_IDS)
@@ -188,6 +203,19 @@ class WordTokenizer(_VocabularyTokenizer):
         if self.lowercase:
             text = text.lower()
         return _WORD_OR_PUNCTUATION.findall(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self._decoded_tokens(ids))
+
+
+class WhitespaceTokenizer(_VocabularyTokenizer):
+    """Whitespace-separated tokens, nothing else: for corpora that come tokenized (Penn
+    Treebank, CoNLL-U), where ``<unk>`` in the text is the unknown token."""
+
+    kind = "whitespace"
+
+    def tokens(self, text: str) -> list[str]:
+        return (text.lower() if self.lowercase else text).split()
 
     def decode(self, ids: Iterable[int]) -> str:
         return " ".join(self._decoded_tokens(ids))
@@ -274,9 +302,10 @@ class BPETokenizer(Tokenizer):
         return tokenizer
 
 
-TOKENIZER_KINDS: dict[str, type[CharTokenizer | WordTokenizer | BPETokenizer]] = {
+TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {
     "char": CharTokenizer,
     "word": WordTokenizer,
+    "whitespace": WhitespaceTokenizer,
     "bpe": BPETokenizer,
 }
 
@@ -293,9 +322,11 @@ def tokenizer_from_json(data: dict) -> Tokenizer:
     return _tokenizer_class(data.get("kind")).from_json(data)
 
 
-def _tokenizer_class(kind: object) -> type[CharTokenizer | WordTokenizer | BPETokenizer]:
+def _tokenizer_class(kind: object) -> type[Tokenizer]:
     if kind not in TOKENIZER_KINDS:
-        raise ValueError(f"tokenizer: expected kind 'char', 'word' or 'bpe', got {kind!r}")
+        raise ValueError(
+            f"tokenizer: expected kind 'char', 'word', 'whitespace' or 'bpe', got {kind!r}"
+        )
     return TOKENIZER_KINDS[kind]
 
 

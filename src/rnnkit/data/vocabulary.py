@@ -8,25 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PAD", "UNK", "BOS", "EOS", "SPECIALS", "Vocabulary", "tokenize"]
+__all__ = ["PAD", "UNK", "BOS", "EOS", "SPECIALS", "Vocabulary"]
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
-
-
-def tokenize(text: str, kind: str) -> list[str]:
-    """Split text into tokens: ``char`` keeps every character; ``word`` splits on whitespace.
-
-    >>> tokenize("to be", "char")
-    ['t', 'o', ' ', 'b', 'e']
-    >>> tokenize("to  be\\n", "word")
-    ['to', 'be']
-    """
-    if kind == "char":
-        return list(text)
-    if kind == "word":
-        return text.split()
-    raise ValueError(f"tokenizer: expected 'char' or 'word', got {kind!r}")
 
 
 @dataclass

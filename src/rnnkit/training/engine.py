@@ -168,11 +168,13 @@ def train(
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    vocab, labels = None, None
-    if resume:  # encode exactly as the run did (other processes build the same vocabulary)
-        _, vocab, labels = read_description(run_dir / "model" / "model.json")
-    data = prepare_data(config, vocab, labels)
-    model = build_model(config.task, config.model, len(data.vocab), len(data.labels or []))
+    tokenizer, labels = None, None
+    if resume:  # encode exactly as the run did (other processes fit the same tokenizer)
+        _, tokenizer, labels = read_description(run_dir / "model" / "model.json")
+    data = prepare_data(config, tokenizer, labels)
+    model = build_model(
+        config.task, config.model, data.tokenizer.vocab_size, len(data.labels or [])
+    )
     task = make_task(config, model, data)
     if resume:
         stored = load_config(run_dir / "config.yaml")
@@ -184,7 +186,7 @@ def train(
             yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )
         if not resume:
-            bundle = Bundle(config, model, data.vocab, data.labels)
+            bundle = Bundle(config, model, data.tokenizer, data.labels)
             save_bundle(run_dir / "model", bundle, weights=False)
 
     resume_step = int(load_tree(last)["global_step"]) if resume else None
@@ -235,7 +237,7 @@ def _finish(run_dir: Path, config: Config, task, data, *, quiet: bool) -> TrainR
     if best.exists():
         state = load_tree(best)["state_dict"]
         task.load_state_dict(state)
-    bundle = Bundle(config, task.model, data.vocab, data.labels)
+    bundle = Bundle(config, task.model, data.tokenizer, data.labels)
     save_bundle(run_dir / "model", bundle)
     metrics = task.evaluate("val") if data.val is not None and len(data.val) else {}
     sample = None

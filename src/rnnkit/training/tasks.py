@@ -285,7 +285,7 @@ class _PaddedTask(RecurrentTask):
             rank=rank,
             world_size=world_size,
         )
-        collate = partial(pad_batch, pad_id=self.data.vocab.pad_id)
+        collate = partial(pad_batch, pad_id=self.data.tokenizer.pad_id)
         return DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
 
     def _probe_rows(self, batch: Any, rows: int) -> tuple[Tensor, Tensor, int] | None:
