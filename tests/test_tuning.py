@@ -262,30 +262,13 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
     assert result.exit_code == 2 and "grid search needs" in result.stderr
 
 
-_TUNE_SHIM = (
-    "import typer; from rnnkit.cli.tune import tune; "
-    "app = typer.Typer(); app.command()(tune); app()"
-)
-
-
-def tune_command_line() -> list[str]:
-    """``python -m rnnkit tune`` once the CLI registers it; until then the same function on a
-    one-command typer app."""
-    from rnnkit.cli import app
-
-    names = {c.name or c.callback.__name__ for c in app.registered_commands}
-    if "tune" in names:
-        return [sys.executable, "-m", "rnnkit", "tune"]
-    return [sys.executable, "-c", _TUNE_SHIM]
-
-
 def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     config = write_tune_config(tmp_path / "tune.yaml", SEARCH)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     workers = [
         subprocess.Popen(
             [
-                *tune_command_line(),
+                *(sys.executable, "-m", "rnnkit", "tune"),
                 str(config),
                 *("--trials", "2", "--sampler", "tpe", "--seed", str(seed)),
                 *("--storage", storage, "--study-name", "shared", "--out", str(tmp_path / "out")),

@@ -11,9 +11,6 @@ from rnnkit.cli.datasets import app
 from rnnkit.data import registry
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"no shared copy of the datasets at {SHARED_DATA}"
-)
 
 runner = CliRunner()
 
@@ -42,7 +39,6 @@ def empty_data(monkeypatch, tmp_path):
     return tmp_path
 
 
-@needs_shared_data
 def test_list_shows_every_dataset_present(shared_data):
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0, result.output
@@ -62,14 +58,12 @@ def test_list_json_has_one_line_per_dataset(empty_data):
     assert ptb["dir"] == str(empty_data.resolve() / "ptb")
 
 
-@needs_shared_data
 def test_verify_a_good_copy_exits_0(shared_data):
     result = runner.invoke(app, ["verify", "tinyshakespeare"])
     assert result.exit_code == 0, result.output
     assert "input.txt" in result.stdout and "all 1 file(s) ok" in result.stdout
 
 
-@needs_shared_data
 def test_verify_all_exits_0_on_the_shared_copy(shared_data):
     result = runner.invoke(app, ["verify", "--all"])
     assert result.exit_code == 0, result.output
@@ -107,7 +101,6 @@ def test_verify_needs_exactly_one_of_name_and_all(empty_data, args):
     assert "--all" in result.stderr
 
 
-@needs_shared_data
 def test_fetch_downloads_through_the_module_opener(empty_data, monkeypatch):
     """Serves the shared copy's bytes as if they came from the registered URL."""
     file = registry.DATASETS["tinyshakespeare"].file("input.txt")
@@ -133,7 +126,6 @@ def test_fetch_of_an_unreproducible_dataset_exits_1_pointing_at_rnnkit_data(empt
     assert not (empty_data / "ett").exists()
 
 
-@needs_shared_data
 def test_fetch_of_a_verified_copy_downloads_nothing(shared_data):
     result = runner.invoke(app, ["fetch", "ptb"])
     assert result.exit_code == 0, result.output

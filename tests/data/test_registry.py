@@ -12,9 +12,6 @@ from rnnkit.data import registry
 from rnnkit.data.registry import DataFile, Dataset, FetchError, FileState
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"no shared copy of the datasets at {SHARED_DATA}"
-)
 
 TOY_BYTES = {"a.txt": b"alpha\n", "sub/b.txt": b"beta " * 1000}
 
@@ -96,14 +93,12 @@ def test_only_transformed_files_point_at_directories():
                 assert not file.reproducible, (dataset.name, file.path)
 
 
-@needs_shared_data
 @pytest.mark.parametrize("name", sorted(registry.DATASETS))
 def test_registry_matches_source_md(name):
     recorded = {file.path: (file.size, file.sha256) for file in registry.DATASETS[name].files}
     assert recorded == _source_md_files(name)
 
 
-@needs_shared_data
 @pytest.mark.parametrize("name", sorted(registry.DATASETS))
 def test_every_registered_file_verifies_against_the_shared_copy(shared_data, name):
     statuses = registry.verify(name)
@@ -138,7 +133,6 @@ def test_unknown_file_lists_the_dataset_files():
         registry.dataset_file("ptb", "ptb.nope.txt")
 
 
-@needs_shared_data
 def test_dataset_file_finds_the_shared_copy(shared_data):
     assert registry.dataset_file("ptb", "ptb.valid.txt") == shared_data / "ptb" / "ptb.valid.txt"
 
@@ -250,7 +244,6 @@ def test_fetch_refuses_files_it_cannot_reproduce_before_downloading(monkeypatch,
     assert web.requested == []
 
 
-@needs_shared_data
 def test_fetch_downloads_nothing_when_the_shared_copy_verifies(shared_data):
     web = FakeWeb({})
     assert registry.fetch("ptb", urlopen=web) == []

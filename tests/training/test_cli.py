@@ -1,6 +1,7 @@
 """The command line through its real entry point (``python -m rnnkit``), on a tiny run."""
 
 import json
+import os
 
 import pytest
 
@@ -121,3 +122,15 @@ def test_loading_a_damaged_bundle_is_a_clear_error(run_dir, tmp_path):
     result = rnnkit_cli("evaluate", copy, "--split", "val")
     assert result.returncode == 2
     assert "model.safetensors: not a readable safetensors file" in result.stderr
+
+
+def test_summary_and_datasets_through_the_entry_point(tiny_text, shared_data):
+    result = rnnkit_cli("summary", *_set(*tiny_overrides(tiny_text)))
+    assert result.returncode == 0, result.stderr
+    assert "LSTM" in result.stdout and "Total params" in result.stdout
+    listed = rnnkit_cli(
+        "datasets", "list", "--json", env={**os.environ, "RNNKIT_DATA": str(shared_data)}
+    )
+    assert listed.returncode == 0, listed.stderr
+    names = {json.loads(line)["name"] for line in listed.stdout.splitlines()}
+    assert {"tinyshakespeare", "ptb", "imdb", "ud_english_ewt"} <= names
