@@ -13,6 +13,8 @@ from typing import Any
 import torch
 
 from .bundle import Bundle, load_bundle
+from .data.batches import pad_batch
+from .data.prepare import MAX_WORD_CHARS
 from .data.vocabulary import SPECIALS
 from .models.generation import generate_ids
 
@@ -119,7 +121,11 @@ class Trained:
                     }
                 )
             elif self.task == "labelling":
-                tags = self.model(ids, lengths)[0].argmax(-1).tolist()
+                chars = None
+                if self.bundle.characters is not None:
+                    words = [self.bundle.characters.encode(w)[:MAX_WORD_CHARS] for w in tokens]
+                    chars = pad_batch([(ids[0].tolist(), 0, words)])[3]
+                tags = self.model.predict(ids, lengths, chars)[0].tolist()
                 results.append(
                     {"text": text, "tokens": tokens, "tags": [self.labels[t] for t in tags]}
                 )
@@ -138,18 +144,21 @@ class Trained:
                 )
         return results
 
-    def evaluate(self, split: str = "test", *, progress: bool = False) -> dict[str, float]:
+    def evaluate(
+        self, split: str = "test", *, progress: bool = False, limit_batches: int | None = None
+    ) -> dict[str, float]:
         """Metrics on a split of the run's dataset, encoded with the run's own tokenizer."""
         from .data.prepare import prepare_data
         from .training.tasks import make_task
 
-        data = prepare_data(self.config, self.tokenizer, self.labels)
+        data = prepare_data(self.config, self.tokenizer, self.labels, self.bundle.characters)
         value = getattr(data, split, None) if split in ("train", "val", "test") else None
         if split not in ("train", "val", "test"):
             raise ValueError(f"split: expected 'train', 'val' or 'test', got {split!r}")
         if value is None or len(value) == 0:
             raise ValueError(f"the {split} split of {self.config.data.dataset!r} is empty")
-        return make_task(self.config, self.model, data).evaluate(split, progress=progress)
+        task = make_task(self.config, self.model, data)
+        return task.evaluate(split, progress=progress, limit_batches=limit_batches)
 
 
 def load(path: str | Path) -> Trained:

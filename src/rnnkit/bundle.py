@@ -33,6 +33,7 @@ class Bundle:
     model: nn.Module
     tokenizer: Tokenizer
     labels: list[str] | None
+    characters: Tokenizer | None = None
 
 
 def save_bundle(directory: Path, bundle: Bundle, *, weights: bool = True) -> None:
@@ -50,13 +51,19 @@ def save_bundle(directory: Path, bundle: Bundle, *, weights: bool = True) -> Non
         "format": BUNDLE_FORMAT,
         "config": config_to_dict(bundle.config),
         "tokenizer": bundle.tokenizer.to_json(),
+        "characters": None if bundle.characters is None else bundle.characters.to_json(),
         "labels": bundle.labels,
     }
     atomic_write(directory / "model.json", json.dumps(description, indent=1).encode())
 
 
-def _model_from(config: Config, tokenizer: Tokenizer, labels: list[str] | None) -> nn.Module:
-    return build_model(config.task, config.model, tokenizer.vocab_size, len(labels or []))
+def _model_from(
+    config: Config, tokenizer: Tokenizer, labels: list[str] | None, characters: Tokenizer | None
+) -> nn.Module:
+    num_chars = characters.vocab_size if characters is not None else 0
+    return build_model(
+        config.task, config.model, tokenizer.vocab_size, len(labels or []), num_chars
+    )
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -72,7 +79,7 @@ def load_bundle(path: str | Path) -> Bundle:
         raise CheckpointError(
             f"{path}: expected a run directory or a model bundle (model.json + model.safetensors)"
         )
-    config, tokenizer, labels = read_description(description_path)
+    config, tokenizer, labels, characters = read_description(description_path)
     if not (path / "model.safetensors").exists():
         for name in ("best", "last", "interrupted"):
             checkpoint = path.parent / "checkpoints" / f"{name}.safetensors"
@@ -87,13 +94,15 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path / 'model.safetensors'}: not a readable safetensors file (truncated or "
             f"corrupted?): {error}"
         ) from None
-    model = _model_from(config, tokenizer, labels)
+    model = _model_from(config, tokenizer, labels, characters)
     _load_weights(model, weights, path / "model.safetensors")
-    return Bundle(config, model, tokenizer, labels)
+    return Bundle(config, model, tokenizer, labels, characters)
 
 
-def read_description(path: Path) -> tuple[Config, Tokenizer, list[str] | None]:
-    """The config, tokenizer and labels stored in a bundle's ``model.json``."""
+def read_description(
+    path: Path,
+) -> tuple[Config, Tokenizer, list[str] | None, Tokenizer | None]:
+    """The config, tokenizer, labels and character tokenizer (or None) in ``model.json``."""
     try:
         description = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -105,9 +114,11 @@ def read_description(path: Path) -> tuple[Config, Tokenizer, list[str] | None]:
     try:
         config = config_from_dict(description["config"])
         tokenizer = tokenizer_from_json(description["tokenizer"])
+        characters = description.get("characters")
+        characters = None if characters is None else tokenizer_from_json(characters)
     except (KeyError, ConfigError, ValueError) as error:
         raise CheckpointError(f"{path}: {error}") from None
-    return config, tokenizer, description.get("labels")
+    return config, tokenizer, description.get("labels"), characters
 
 
 def _load_weights(model: nn.Module, weights: dict, where: Path) -> None:
@@ -135,12 +146,12 @@ def _load_checkpoint(path: Path) -> Bundle:
     description_path = run_dir / "model" / "model.json"
     if not description_path.exists():
         raise CheckpointError(f"{path}: a checkpoint needs its run's model/model.json beside it")
-    config, tokenizer, labels = read_description(description_path)
+    config, tokenizer, labels, characters = read_description(description_path)
     checkpoint = load_tree(path)
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a training checkpoint with a state_dict")
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    model = _model_from(config, tokenizer, labels)
+    model = _model_from(config, tokenizer, labels, characters)
     _load_weights(model, weights, path)
-    return Bundle(config, model, tokenizer, labels)
+    return Bundle(config, model, tokenizer, labels, characters)

@@ -63,7 +63,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The network: embedding -> stacked recurrent layers -> task head."""
+    """The network: embedding -> stacked recurrent layers -> task head.
+
+    Taggers (``task: labelling``) can add character features (``char_embedding_dim > 0``: a
+    bidirectional LSTM of ``char_hidden_size`` over each word's characters) and a CRF output
+    layer (``crf: true``, Viterbi decoding). ``init_from`` names a language-model run (or
+    bundle) whose tokenizer, embedding and recurrent weights this model starts from.
+    """
 
     cell: Literal["lstm", "gru", "rnn_tanh", "rnn_relu", "mingru", "minlstm"] = "lstm"
     embedding_dim: int = 64
@@ -75,6 +81,10 @@ class ModelConfig:
     layer_norm: bool = False
     tie_weights: bool = False
     pooling: Literal["last", "mean", "max", "attention"] = "last"
+    crf: bool = False
+    char_embedding_dim: int = 0
+    char_hidden_size: int = 32
+    init_from: str | None = None
 
 
 @dataclass
@@ -95,7 +105,11 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """The training loop: budget, batches, validation, stopping, checkpoints, devices."""
+    """The training loop: budget, batches, validation, stopping, checkpoints, devices.
+
+    ``gradual_unfreezing`` (with ``model.init_from``): the first epoch trains the head only, each
+    next epoch one more recurrent layer from the top, then the embedding.
+    """
 
     seed: int = 0
     batch_size: int = 32
@@ -116,6 +130,7 @@ class TrainConfig:
     num_nodes: int = 1
     threads: int | None = None
     log_every_n_steps: int = 10
+    gradual_unfreezing: bool = False
 
 
 @dataclass
@@ -253,6 +268,11 @@ def _check_ranges(config: Config) -> None:
     if not 0.0 <= fractions < 1.0:
         raise ConfigError(
             f"data.val_fraction + data.test_fraction: expected a sum in [0, 1), got {fractions!r}"
+        )
+    if config.train.gradual_unfreezing and config.train.devices * config.train.num_nodes > 1:
+        raise ConfigError(
+            "train.gradual_unfreezing: runs in one process (DDP fixes the trainable parameters "
+            f"at the start); got {config.train.devices * config.train.num_nodes} processes"
         )
     if config.model.tie_weights and config.model.embedding_dim != config.model.hidden_size:
         raise ConfigError(

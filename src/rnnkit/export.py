@@ -134,6 +134,12 @@ def _check_supported(trained: Trained, format: str) -> None:
             f"model.layer_norm=true: {format} export has no operator for layer-normalised "
             "recurrent cells"
         )
+    if trained.task == "labelling" and (model_config.crf or model_config.char_embedding_dim):
+        setting = "model.crf=true" if model_config.crf else "model.char_embedding_dim > 0"
+        raise ExportError(
+            f"{setting}: {format} export covers taggers with a softmax output over word "
+            "embeddings only (CRF decoding and character features are not exported)"
+        )
 
 
 def _random_inputs(

@@ -135,12 +135,13 @@ def summary_from_config(config: Config) -> str:
     sizes are the real ones); the example input is one training batch: (batch_size, bptt) tokens
     for a language model, (batch_size, max_len) tokens of full length otherwise.
     """
-    from .data.prepare import prepare_data
+    from .data.prepare import MAX_WORD_CHARS, prepare_data
     from .models import build_model
 
     data = prepare_data(config)
     num_labels = len(data.labels or [])
-    model = build_model(config.task, config.model, data.tokenizer.vocab_size, num_labels)
+    num_chars = data.characters.vocab_size if data.characters is not None else 0
+    model = build_model(config.task, config.model, data.tokenizer.vocab_size, num_labels, num_chars)
     batch = config.train.batch_size
     if config.task == "language_model":
         steps = config.train.bptt
@@ -151,6 +152,8 @@ def summary_from_config(config: Config) -> str:
             torch.zeros(batch, steps, dtype=torch.long),
             torch.full((batch,), steps, dtype=torch.long),
         )
+        if data.characters is not None:  # a tagger reading each word's characters
+            example += (torch.ones(batch, steps, MAX_WORD_CHARS, dtype=torch.long),)
     labels = f", {num_labels} labels" if num_labels else ""
     title = (
         f'Model: "{type(model).__name__}" ({config.task}, vocabulary {data.tokenizer.vocab_size:,}'

@@ -138,28 +138,34 @@ class BucketBatchSampler(Sampler[list[int]]):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-def pad_batch(
-    examples: Sequence[tuple[Sequence[int], object]], pad_id: int = 0
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Right-pad token id lists: -> tokens (B, T_max) long, lengths (B,), targets.
+def pad_batch(examples: Sequence[tuple], pad_id: int = 0) -> tuple[Tensor, ...]:
+    """Right-pad token id lists: -> tokens (B, T_max) long, lengths (B,), targets[, chars].
 
     Targets are a (B,) tensor for one label per example, or a (B, T_max) tensor padded with -100
-    (ignored by the loss) for one label per token.
+    (ignored by the loss) for one label per token. Examples with a third element (character ids
+    of each word) also give chars (B, T_max, W_max), padded with 0.
 
     >>> tokens, lengths, targets = pad_batch([([5, 6, 7], 1), ([8], 0)])
     >>> tokens.tolist(), lengths.tolist(), targets.tolist()
     ([[5, 6, 7], [8, 0, 0]], [3, 1], [1, 0])
     """
-    lengths = torch.tensor([len(ids) for ids, _ in examples], dtype=torch.long)
+    lengths = torch.tensor([len(example[0]) for example in examples], dtype=torch.long)
     width = max(int(lengths.max()), 1) if len(examples) else 1
     tokens = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    for i, (ids, _) in enumerate(examples):
-        tokens[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-    labels = [label for _, label in examples]
+    for i, example in enumerate(examples):
+        tokens[i, : len(example[0])] = torch.as_tensor(example[0], dtype=torch.long)
+    labels = [example[1] for example in examples]
     if labels and isinstance(labels[0], Sequence):
         targets = torch.full((len(examples), width), -100, dtype=torch.long)
         for i, label in enumerate(labels):
             targets[i, : len(label)] = torch.as_tensor(label, dtype=torch.long)
     else:
         targets = torch.as_tensor(labels, dtype=torch.long)
-    return tokens, lengths, targets
+    if not examples or len(examples[0]) < 3:
+        return tokens, lengths, targets
+    letters = max((len(w) for example in examples for w in example[2]), default=1)
+    chars = torch.zeros((len(examples), width, max(letters, 1)), dtype=torch.long)
+    for i, example in enumerate(examples):
+        for j, word in enumerate(example[2]):
+            chars[i, j, : len(word)] = torch.as_tensor(word, dtype=torch.long)
+    return tokens, lengths, targets, chars

@@ -33,26 +33,30 @@ __all__ = [
 VENDORED = {"tinyshakespeare": Path(__file__).parent / "corpora" / "tinyshakespeare.txt"}
 
 BUILTIN_TASKS = {
-    "tinyshakespeare": "language_model",
-    "ptb": "language_model",
-    "imdb": "classification",
-    "ud_english_ewt": "labelling",
+    "tinyshakespeare": ("language_model",),
+    "ptb": ("language_model",),
+    # a language model over the reviews' text: the pretraining step of transfer learning
+    "imdb": ("classification", "language_model"),
+    "ud_english_ewt": ("labelling",),
 }
 
-Examples = list[tuple[list[int], Any]]
+Examples = list[tuple]
+MAX_WORD_CHARS = 20
 
 
 @dataclass
 class TaskData:
     """Encoded splits: a (N,) id tensor per split for language models, else a list of
-    (token ids, label id or label ids) examples. ``tokenizer`` maps text to ids (its
-    ``vocab_size`` sizes the model); ``labels`` names the classes or tags."""
+    (token ids, label id or label ids[, character ids per word]) examples. ``tokenizer`` maps
+    text to ids (its ``vocab_size`` sizes the model); ``labels`` names the classes or tags;
+    ``characters`` (taggers with character features) maps each word's characters to ids."""
 
     tokenizer: Tokenizer
     labels: list[str] | None
     train: Tensor | Examples
     val: Tensor | Examples | None
     test: Tensor | Examples | None
+    characters: Tokenizer | None = None
 
 
 def _builtin_file(name: str, path: str) -> Path:
@@ -98,9 +102,10 @@ def _raw_splits(config: Config) -> dict[str, Any]:
     if name not in BUILTIN_TASKS:
         known = ", ".join([*BUILTIN_TASKS, "file"])
         raise ConfigError(f"data.dataset: expected one of {known}, got {name!r}")
-    if BUILTIN_TASKS[name] != task:
+    if task not in BUILTIN_TASKS[name]:
         raise ConfigError(
-            f"data.dataset: {name!r} is a {BUILTIN_TASKS[name]} dataset, but task is {task!r}"
+            f"data.dataset: {name!r} is for task {' or '.join(BUILTIN_TASKS[name])}, "
+            f"but task is {task!r}"
         )
     if name == "tinyshakespeare":
         text = read_text(_builtin_file(name, "input.txt"))
@@ -119,6 +124,11 @@ def _raw_splits(config: Config) -> dict[str, Any]:
         train = read_records(_builtin_file(name, "train.jsonl.gz"))
         test = read_records(_builtin_file(name, "test.jsonl.gz"))
         train, val, _ = _split_fractions(train, config, shuffle=True)
+        if task == "language_model":
+            return {
+                split: "\n".join(text for text, _ in items) + "\n"
+                for split, items in (("train", train), ("val", val), ("test", test))
+            }
         return {"train": train, "val": val, "test": test}
     files = {"train": "train", "val": "dev", "test": "test"}
     return {
@@ -158,8 +168,12 @@ def encode_examples(
     labels: list[str],
     max_len: int,
     where: str,
+    characters: Tokenizer | None = None,
 ) -> Examples:
-    """Encode (text or words, label or tags) pairs; truncate to ``max_len`` with one warning."""
+    """Encode (text or words, label or tags) pairs; truncate to ``max_len`` with one warning.
+
+    With ``characters``, each example also carries the character ids of every word (the first
+    ``MAX_WORD_CHARS`` characters)."""
     index = {label: i for i, label in enumerate(labels)}
     examples: Examples = []
     truncated = 0
@@ -178,7 +192,10 @@ def encode_examples(
             truncated += 1
             ids = ids[:max_len]
             targets = targets[:max_len] if per_token else targets
-        examples.append((ids, targets if per_token else targets[0]))
+        example = (ids, targets if per_token else targets[0])
+        if characters is not None:
+            example += ([characters.encode(word)[:MAX_WORD_CHARS] for word in text[: len(ids)]],)
+        examples.append(example)
     if truncated:
         warnings.warn(
             f"{where}: {truncated} of {len(items)} examples truncated to data.max_len={max_len}",
@@ -188,12 +205,15 @@ def encode_examples(
 
 
 def prepare_data(
-    config: Config, tokenizer: Tokenizer | None = None, labels: list[str] | None = None
+    config: Config,
+    tokenizer: Tokenizer | None = None,
+    labels: list[str] | None = None,
+    characters: Tokenizer | None = None,
 ) -> TaskData:
     """Read, tokenise and encode the splits of ``config.data``.
 
-    A trained run passes its own ``tokenizer`` and ``labels`` so that evaluation encodes exactly
-    as training did; otherwise both are fitted on the training split.
+    A trained run passes its own ``tokenizer``, ``labels`` (and ``characters``) so that
+    evaluation encodes exactly as training did; otherwise they are fitted on the training split.
     """
     data = config.data
     raw = _raw_splits(config)
@@ -209,20 +229,25 @@ def prepare_data(
         }
         return TaskData(tokenizer, None, encoded["train"], encoded["val"], encoded["test"])
     train = raw["train"]
-    if data.limit_train is not None:
-        train = train[: data.limit_train]
     if not train:
         raise DataError(f"data.dataset {data.dataset!r}: the training split is empty")
+    if labels is None:  # from the whole training split, also when data.limit_train cuts it
+        seen = {n for _, label in train for n in (label if isinstance(label, list) else [label])}
+        labels = sorted(seen)
+    if data.limit_train is not None:
+        train = train[: data.limit_train]
     pretokenized = config.task == "labelling"
     if tokenizer is None:
         tokenizer = _fit(config, (text for text, _ in train), pretokenized=pretokenized)
-    if labels is None:
-        seen = {n for _, label in train for n in (label if isinstance(label, list) else [label])}
-        labels = sorted(seen)
+    if characters is None and pretokenized and config.model.char_embedding_dim > 0:
+        characters = make_tokenizer("char")
+        characters.fit(word for words, _ in train for word in words)
     encoded = {
-        split: encode_examples(items, tokenizer, labels, data.max_len, f"{split} split")
+        split: encode_examples(items, tokenizer, labels, data.max_len, f"{split} split", characters)
         if items
         else None
         for split, items in (("train", train), ("val", raw["val"]), ("test", raw["test"]))
     }
-    return TaskData(tokenizer, labels, encoded["train"], encoded["val"], encoded["test"])
+    return TaskData(
+        tokenizer, labels, encoded["train"], encoded["val"], encoded["test"], characters
+    )

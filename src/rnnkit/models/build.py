@@ -12,8 +12,11 @@ from .tagger import SequenceTagger
 __all__ = ["build_model"]
 
 
-def build_model(task: str, config: ModelConfig, vocab_size: int, num_labels: int = 0) -> nn.Module:
-    """The model for ``task`` ('language_model', 'classification' or 'labelling')."""
+def build_model(
+    task: str, config: ModelConfig, vocab_size: int, num_labels: int = 0, num_chars: int = 0
+) -> nn.Module:
+    """The model for ``task`` ('language_model', 'classification' or 'labelling');
+    ``num_chars`` sizes a tagger's character embedding."""
     common = dict(
         embedding_dim=config.embedding_dim,
         hidden_size=config.hidden_size,
@@ -23,6 +26,10 @@ def build_model(task: str, config: ModelConfig, vocab_size: int, num_labels: int
         recurrent_dropout=config.recurrent_dropout,
         layer_norm=config.layer_norm,
     )
+    if task != "labelling" and (config.crf or config.char_embedding_dim):
+        raise ValueError(
+            "model.crf and model.char_embedding_dim are for task labelling; got task " + repr(task)
+        )
     if task == "language_model":
         if config.bidirectional:
             raise ValueError("model.bidirectional: a language model reads left to right; got true")
@@ -36,5 +43,14 @@ def build_model(task: str, config: ModelConfig, vocab_size: int, num_labels: int
             pooling=config.pooling,
         )
     if task == "labelling":
-        return SequenceTagger(vocab_size, num_labels, **common, bidirectional=config.bidirectional)
+        return SequenceTagger(
+            vocab_size,
+            num_labels,
+            **common,
+            bidirectional=config.bidirectional,
+            crf=config.crf,
+            num_chars=num_chars,
+            char_embedding_dim=config.char_embedding_dim,
+            char_hidden_size=config.char_hidden_size,
+        )
     raise ValueError(f"task: expected language_model, classification or labelling, got {task!r}")

@@ -25,10 +25,11 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..api import generate_text
-from ..bundle import Bundle, read_description, save_bundle
+from ..bundle import Bundle, load_bundle, read_description, save_bundle
 from ..config import Config, ConfigError, config_to_dict, load_config
 from ..data.prepare import prepare_data
 from ..models import build_model
+from ..models.transfer import copy_encoder
 from ..serialization import load_tree
 from .callbacks import JsonLinesLog, ProgressBar, SaveOnInterrupt, ValidationPrinter
 from .checkpointing import RunCheckpoint, SafetensorsCheckpointIO
@@ -168,13 +169,25 @@ def train(
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    tokenizer, labels = None, None
+    tokenizer, labels, characters = None, None, None
+    pretrained = None
     if resume:  # encode exactly as the run did (other processes fit the same tokenizer)
-        _, tokenizer, labels = read_description(run_dir / "model" / "model.json")
-    data = prepare_data(config, tokenizer, labels)
+        _, tokenizer, labels, characters = read_description(run_dir / "model" / "model.json")
+    elif config.model.init_from is not None:
+        pretrained = load_bundle(config.model.init_from)
+        if pretrained.config.task != "language_model":
+            raise ConfigError(
+                f"model.init_from: expected a language-model run, got a "
+                f"{pretrained.config.task} run ({config.model.init_from})"
+            )
+        tokenizer = pretrained.tokenizer  # the pretrained embedding's vocabulary
+    data = prepare_data(config, tokenizer, labels, characters)
+    num_chars = data.characters.vocab_size if data.characters is not None else 0
     model = build_model(
-        config.task, config.model, data.tokenizer.vocab_size, len(data.labels or [])
+        config.task, config.model, data.tokenizer.vocab_size, len(data.labels or []), num_chars
     )
+    if pretrained is not None:
+        copy_encoder(model, pretrained.model)
     task = make_task(config, model, data)
     if resume:
         stored = load_config(run_dir / "config.yaml")
@@ -186,7 +199,7 @@ def train(
             yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )
         if not resume:
-            bundle = Bundle(config, model, data.tokenizer, data.labels)
+            bundle = Bundle(config, model, data.tokenizer, data.labels, data.characters)
             save_bundle(run_dir / "model", bundle, weights=False)
 
     resume_step = int(load_tree(last)["global_step"]) if resume else None
@@ -237,7 +250,7 @@ def _finish(run_dir: Path, config: Config, task, data, *, quiet: bool) -> TrainR
     if best.exists():
         state = load_tree(best)["state_dict"]
         task.load_state_dict(state)
-    bundle = Bundle(config, task.model, data.tokenizer, data.labels)
+    bundle = Bundle(config, task.model, data.tokenizer, data.labels, data.characters)
     save_bundle(run_dir / "model", bundle)
     metrics = task.evaluate("val") if data.val is not None and len(data.val) else {}
     sample = None

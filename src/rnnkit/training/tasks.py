@@ -12,6 +12,7 @@ diagnostics and CLI stay as they are.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from functools import partial
@@ -27,6 +28,7 @@ from torch.utils.data import DataLoader
 from ..config import Config
 from ..data.batches import BucketBatchSampler, StreamChunks, pad_batch
 from ..data.prepare import TaskData
+from ..models.transfer import freeze_for_epoch
 from .optim import make_optimizers
 
 __all__ = [
@@ -89,6 +91,8 @@ class RecurrentTask(pl.LightningModule):
         # boundary draws exactly what the uninterrupted run drew.
         train = self.config.train
         torch.manual_seed(train.seed * 1_000_003 + self.current_epoch * 1_009 + self.global_rank)
+        if train.gradual_unfreezing:
+            freeze_for_epoch(self.model, self.current_epoch)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss_sum, _, count = self.totals(batch, training=True)
@@ -159,13 +163,17 @@ class RecurrentTask(pl.LightningModule):
         self._log_totals("test")
 
     @torch.no_grad()
-    def evaluate(self, split: str, *, progress: bool = False) -> dict[str, float]:
-        """Metrics over the whole ``split`` in one process (no Lightning), eval mode;
-        ``progress`` shows a bar with the time left."""
+    def evaluate(
+        self, split: str, *, progress: bool = False, limit_batches: int | None = None
+    ) -> dict[str, float]:
+        """Metrics over the whole ``split`` (or its first ``limit_batches`` batches) in one
+        process (no Lightning), eval mode; ``progress`` shows a bar with the time left."""
         was_training = self.training
         self.eval()
         self.on_test_epoch_start()
         batches = self.loader(split)
+        if limit_batches is not None:
+            batches = itertools.islice(batches, limit_batches)
         if progress:
             batches = track(batches, description=f"evaluating {split}", transient=True)
         try:
@@ -276,7 +284,7 @@ class _PaddedTask(RecurrentTask):
                 f"train.batch_size={train.batch_size}"
             )
         sampler = BucketBatchSampler(
-            [len(ids) for ids, _ in examples],
+            [len(example[0]) for example in examples],
             train.batch_size,
             shuffle=training,
             bucket=self.config.data.bucket,
@@ -288,15 +296,16 @@ class _PaddedTask(RecurrentTask):
         collate = partial(pad_batch, pad_id=self.data.tokenizer.pad_id)
         return DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
 
-    def _probe_rows(self, batch: Any, rows: int) -> tuple[Tensor, Tensor, int] | None:
+    def _probe_rows(self, batch: Any, rows: int) -> tuple[Tensor, Tensor, int, Any] | None:
         if getattr(self.model.rnn, "bidirectional", False):
             return None
-        tokens, lengths, targets = batch
+        tokens, lengths, targets, *chars = batch
         order = torch.argsort(lengths, descending=True)[:rows]
         steps = int(lengths[order].min())
         if steps == 0:
             return None
-        return tokens[order, :steps], targets[order], steps
+        chars = chars[0][order, :steps] if chars else None
+        return tokens[order, :steps], targets[order], steps, chars
 
 
 class ClassificationTask(_PaddedTask):
@@ -313,34 +322,47 @@ class ClassificationTask(_PaddedTask):
         picked = self._probe_rows(batch, rows)
         if picked is None:
             return None
-        tokens, labels, _ = picked
+        tokens, labels, _, _ = picked
         return self.model.features(tokens), lambda last: F.cross_entropy(
             self.model.readout(last).float(), labels
         )
 
 
 class LabellingTask(_PaddedTask):
-    """One label per token (many-to-many, aligned); padded steps are ignored."""
+    """One label per token (many-to-many, aligned); padded steps are ignored. With a CRF the
+    loss is the sequences' negative log-likelihood (reported per token) and predictions are
+    Viterbi paths; otherwise per-token cross-entropy and argmax."""
 
     def totals(self, batch: Any, *, training: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        tokens, lengths, tags = batch
-        logits = self.model(tokens, lengths)
+        tokens, lengths, tags, *chars = batch
+        scores = self.model(tokens, lengths, *chars)
         valid = tags != -100
-        loss_sum = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(),
-            tags.reshape(-1),
-            ignore_index=-100,
-            reduction="sum",
+        crf = getattr(self.model, "crf", None)
+        if crf is not None:
+            loss_sum = crf.nll(scores.float(), tags, valid, reduction="sum")
+            predicted = crf.decode_tensor(scores.float(), valid) if not training else None
+        else:
+            loss_sum = F.cross_entropy(
+                scores.reshape(-1, scores.shape[-1]).float(),
+                tags.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            )
+            predicted = scores.argmax(-1)
+        correct = (
+            ((predicted == tags) & valid).sum() if predicted is not None else tags.new_zeros(())
         )
-        correct = ((logits.argmax(-1) == tags) & valid).sum()
         return loss_sum, correct, valid.sum().float()
 
     def probe(self, batch: Any, rows: int = 8) -> Probe | None:
         picked = self._probe_rows(batch, rows)
         if picked is None:
             return None
-        tokens, tags, steps = picked
-        return self.model.features(tokens), lambda last: F.cross_entropy(
+        tokens, tags, steps, chars = picked
+        features = (
+            self.model.features(tokens, chars) if chars is not None else self.model.features(tokens)
+        )
+        return features, lambda last: F.cross_entropy(
             self.model.readout(last).float(), tags[:, steps - 1]
         )
 

@@ -1,0 +1,41 @@
+"""Transfer learning: a classifier starts from a language model's encoder, unfreezing gradually."""
+
+import pytest
+import torch
+
+from rnnkit.models import LanguageModel, SequenceClassifier
+from rnnkit.models.transfer import copy_encoder, freeze_for_epoch, unfreezing_groups
+
+
+def test_encoder_weights_are_copied_into_the_forward_direction():
+    lm = LanguageModel(30, 8, 8, 2)
+    classifier = SequenceClassifier(30, 2, 8, 8, 2, bidirectional=True)
+    copied, skipped = copy_encoder(classifier, lm)
+    assert "embedding.weight" in copied and "rnn.weight_hh_l1" in copied
+    assert all("reverse" not in name for name in copied)
+    assert skipped == ["rnn.weight_ih_l1"]  # reads both directions: 16 wide, not 8
+    assert torch.equal(classifier.rnn.weight_ih_l0, lm.rnn.weight_ih_l0)
+    assert torch.equal(classifier.rnn.weight_hh_l1, lm.rnn.weight_hh_l1)
+    unidirectional = SequenceClassifier(30, 2, 8, 8, 2)
+    assert copy_encoder(unidirectional, lm)[1] == []
+    assert torch.equal(unidirectional.rnn.weight_ih_l1, lm.rnn.weight_ih_l1)
+
+
+def test_mismatched_sizes_are_named():
+    with pytest.raises(ValueError, match=r"embedding.weight is \(30, 8\) in the language model"):
+        copy_encoder(SequenceClassifier(31, 2, 8, 8), LanguageModel(30, 8, 8))
+    with pytest.raises(ValueError, match="the language model has rnn.weight_ih_l1"):
+        copy_encoder(SequenceClassifier(30, 2, 8, 8, 1), LanguageModel(30, 8, 8, 2))
+
+
+def test_gradual_unfreezing_order():
+    classifier = SequenceClassifier(30, 2, 8, 8, 2)
+    groups = unfreezing_groups(classifier)
+    assert [len(g) for g in groups] == [2, 4, 4, 1]  # head, rnn l1, rnn l0, embedding
+    trainable = lambda: {n for n, p in classifier.named_parameters() if p.requires_grad}  # noqa: E731
+    freeze_for_epoch(classifier, 0)
+    assert trainable() == {"head.weight", "head.bias"}
+    freeze_for_epoch(classifier, 1)
+    assert "rnn.weight_hh_l1" in trainable() and "rnn.weight_hh_l0" not in trainable()
+    freeze_for_epoch(classifier, 5)
+    assert trainable() == {n for n, _ in classifier.named_parameters()}
