@@ -3,9 +3,9 @@ print the figure beside its published anchor, and append a row to
 ``benchmarks/results/quality.csv``.
 
 Each ``benchmarks/quality_*.py`` is one row of the issue's table; run it on an idle machine
-(``python -m benchmarks.quality_shakespeare``); the data come from ``RNNKIT_DATA``, by default
-``../shared/data`` beside the project when it exists. ``--quick`` trains for a few steps only (a smoke
-test of the script, no figure worth recording: nothing is written).
+(``python -m benchmarks.quality_shakespeare``). The data come from ``RNNKIT_DATA``, by default
+``../shared/data`` beside the project when it exists. ``--quick`` trains for a few steps only
+(a smoke test of the script; nothing is written).
 """
 
 from __future__ import annotations
