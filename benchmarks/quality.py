@@ -55,12 +55,14 @@ def run_quality(task: str, config_path: str, metric: str, split: str, anchor: st
     parser = argparse.ArgumentParser(description=f"quality benchmark: {task}")
     parser.add_argument("--quick", action="store_true", help="a few steps only; nothing recorded")
     parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, recorded in the results row")  # fmt: skip
     args = parser.parse_args()
     if "RNNKIT_DATA" not in os.environ and SHARED_DATA.is_dir():
         os.environ["RNNKIT_DATA"] = str(SHARED_DATA)
     quick = ["train.max_steps=3", "train.max_epochs=1", "train.limit_val_batches=2",
              "train.max_minutes=null", "data.limit_train=64"]  # fmt: skip
-    overrides = quick if args.quick else []
+    overrides = (quick if args.quick else []) + args.set
     config = load_config(ROOT / config_path, overrides)
     started = time.perf_counter()
     result = train(config, run_dir=args.run_dir, quiet=args.quick)
@@ -80,7 +82,7 @@ def run_quality(task: str, config_path: str, metric: str, split: str, anchor: st
         "cpu": f"{_cpu()} ({os.cpu_count()} cores)",
         "torch": torch.__version__,
         "commit": _commit(),
-        "config": config_path,
+        "config": " ".join([config_path, *(f"--set {o}" for o in args.set)]),
         "anchor": anchor,
     }
     print("\n".join(f"{k:>15}: {v}" for k, v in row.items()))

@@ -18,3 +18,13 @@ def shared_data():
     if not path.is_dir():
         pytest.fail(f"the shared datasets are expected at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_text(tmp_path_factory):
+    """The first 6000 characters of Tiny Shakespeare, as a file."""
+    from rnnkit.data.prepare import VENDORED
+
+    path = tmp_path_factory.mktemp("data") / "tiny.txt"
+    path.write_text(VENDORED["tinyshakespeare"].read_text()[:6000])
+    return path

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import rnnkit.api
 from rnnkit.models import LanguageModel, SequenceClassifier
 from rnnkit.models.transfer import copy_encoder, freeze_for_epoch, unfreezing_groups
 
@@ -39,3 +40,28 @@ def test_gradual_unfreezing_order():
     assert "rnn.weight_hh_l1" in trainable() and "rnn.weight_hh_l0" not in trainable()
     freeze_for_epoch(classifier, 5)
     assert trainable() == {n for n, _ in classifier.named_parameters()}
+
+
+def test_classifier_starts_from_a_language_model_run(tiny_text, tmp_path):
+    """End to end: an LM run, then a classifier with init_from and gradual unfreezing."""
+    import json
+
+    from rnnkit.training.metrics_log import read_metrics
+    from tests.training.conftest import train_tiny
+
+    lm = train_tiny(tiny_text, tmp_path / "lm", "train.max_epochs=1")
+    rows = [json.dumps({"text": "the king" if i % 2 else "a queen", "label": i % 2})
+            for i in range(64)]  # fmt: skip
+    (tmp_path / "reviews.jsonl").write_text("\n".join(rows))
+    result = train_tiny(
+        tmp_path / "reviews.jsonl", tmp_path / "cls", "task=classification",
+        f"model.init_from={lm.run_dir}", "train.gradual_unfreezing=true", "train.max_epochs=3",
+        "sample.prompt=x",
+    )  # fmt: skip
+    trained = rnnkit.api.load(result.run_dir)
+    assert trained.tokenizer.to_json() == rnnkit.api.load(lm.run_dir).tokenizer.to_json()
+    logged = read_metrics(result.run_dir / "metrics.csv")
+    by_epoch = {e: {k for r in logged if r.get("epoch") == e for k in r} for e in (0.0, 1.0, 2.0)}
+    assert "grad_norm/head" in by_epoch[0.0] and "grad_norm/rnn.l0" not in by_epoch[0.0]
+    assert "grad_norm/rnn.l0" in by_epoch[1.0] and "grad_norm/embedding" not in by_epoch[1.0]
+    assert "grad_norm/embedding" in by_epoch[2.0]

@@ -1,24 +1,14 @@
-"""Tiny runs for the workflow tests: a few thousand characters, a few seconds each."""
+"""Tiny runs for the workflow tests: a few thousand characters (the ``tiny_text`` fixture),
+a few seconds each."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from rnnkit.config import load_config
-from rnnkit.data.prepare import VENDORED
 from rnnkit.training.engine import train
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_text(tmp_path_factory) -> Path:
-    """The first 6000 characters of Tiny Shakespeare."""
-    path = tmp_path_factory.mktemp("data") / "tiny.txt"
-    path.write_text(VENDORED["tinyshakespeare"].read_text()[:6000])
-    return path
 
 
 def tiny_overrides(text: Path, *extra: str) -> list[str]:

@@ -32,7 +32,10 @@ def _lines(path: Path) -> list[str]:
             stacklevel=3,
         )
         text = data.decode("utf-8", errors="replace")
-    return text.splitlines(keepends=True)
+    # Split on "\n" only: str.splitlines would also split on U+2028, U+0085 and friends,
+    # which JSON strings may hold.
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
 
 
 def read_text(path: str | Path) -> str:
