@@ -89,9 +89,6 @@ def test_real_ud_ewt_dev_reads(shared_data):
 
 
 def test_unicode_line_separators_inside_records_are_text(tmp_path):
-    (tmp_path / "r.jsonl").write_text(
-        '{"text": "a\\u2028b\\u0085c", "label": 1}\n', encoding="utf-8"
-    )
     path = tmp_path / "r.jsonl"
     path.write_bytes('{"text": "a\u2028b\u0085c", "label": 1}\n'.encode())
     assert read_records(path) == [("a\u2028b\u0085c", "1")]
