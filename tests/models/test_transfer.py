@@ -56,7 +56,7 @@ def test_classifier_starts_from_a_language_model_run(tiny_text, tmp_path):
     result = train_tiny(
         tmp_path / "reviews.jsonl", tmp_path / "cls", "task=classification",
         f"model.init_from={lm.run_dir}", "train.gradual_unfreezing=true", "train.max_epochs=3",
-        "sample.prompt=x",
+        "train.log_every_n_steps=1", "sample.prompt=x",
     )  # fmt: skip
     trained = rnnkit.api.load(result.run_dir)
     assert trained.tokenizer.to_json() == rnnkit.api.load(lm.run_dir).tokenizer.to_json()
