@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 __all__ = ["PAD", "UNK", "BOS", "EOS", "SPECIALS", "Vocabulary"]
 
@@ -80,10 +78,3 @@ class Vocabulary:
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise ValueError("vocabulary JSON: expected {'tokens': [str, ...]}")
         return cls(tokens)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path) -> Vocabulary:
-        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
