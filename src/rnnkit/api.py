@@ -15,6 +15,7 @@ import torch
 from .bundle import Bundle, load_bundle
 from .data.batches import pad_batch
 from .data.prepare import MAX_WORD_CHARS
+from .data.tokenizers import Tokenizer
 from .data.vocabulary import SPECIALS
 from .models.generation import generate_ids
 
@@ -29,7 +30,7 @@ def _stream_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any) 
     banned = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id]
     if tokenizer.kind in ("char", "bpe"):
         banned.append(tokenizer.eos_id)  # their streams end lines with a newline, not <eos>
-    ids = tokenizer.encode(prompt)
+    ids = encode_prompt(tokenizer, prompt)
     if not ids:
         raise ValueError("prompt: expected some text to continue, got an empty prompt")
     words = tokenizer.kind in ("word", "whitespace")
@@ -51,6 +52,16 @@ def _stream_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any) 
             after_line_break = False
     if pending:
         yield tokenizer.decode(pending)
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
+    """A prompt as the model's training stream reads it: for word tokenizers every line break
+    is ``<eos>`` (so ``"\\n"`` is a prompt too); other kinds encode the text as it is."""
+    if tokenizer.kind not in ("word", "whitespace"):
+        return tokenizer.encode(prompt)
+    *lines, last = prompt.split("\n")
+    ids = [i for line in lines for i in (*tokenizer.encode(line), tokenizer.eos_id)]
+    return ids + tokenizer.encode(last)
 
 
 def generate_text(bundle: Bundle, prompt: str, max_tokens: int, **sampling: Any) -> str:
@@ -104,8 +115,15 @@ class Trained:
         self.model.eval()
         results = []
         for text in texts:
-            tokens = self.tokenizer.tokens(text)
-            ids = torch.tensor([self.tokenizer.encode(text) or [self.tokenizer.unk_id]])
+            max_len = self.config.data.max_len  # as training and evaluation cut examples
+            if self.task == "labelling":  # words as they are (CoNLL-U), one tag each
+                tokens = text.split()[:max_len]
+                encoded = self.tokenizer.encode_tokens(tokens)
+            else:
+                tokens = self.tokenizer.tokens(text)
+                encoded = self.tokenizer.encode(text)
+                encoded = encoded[:max_len] if self.task == "classification" else encoded
+            ids = torch.tensor([encoded or [self.tokenizer.unk_id]])
             lengths = torch.tensor([ids.shape[1]])
             if self.task == "classification":
                 probabilities = self.model(ids, lengths).softmax(-1)[0]

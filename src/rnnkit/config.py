@@ -264,6 +264,19 @@ def _check_ranges(config: Config) -> None:
     }.items():
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{key}: expected a probability in [0, 1), got {value!r}")
+    for key, value in {
+        "data.val_fraction": config.data.val_fraction,
+        "data.test_fraction": config.data.test_fraction,
+    }.items():
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{key}: expected a fraction in [0, 1), got {value!r}")
+    sample = config.sample
+    if sample.temperature < 0:
+        raise ConfigError(f"sample.temperature: expected a value >= 0, got {sample.temperature!r}")
+    if sample.top_k is not None and sample.top_k < 1:
+        raise ConfigError(f"sample.top_k: expected a positive integer, got {sample.top_k!r}")
+    if sample.top_p is not None and not 0.0 < sample.top_p <= 1.0:
+        raise ConfigError(f"sample.top_p: expected a value in (0, 1], got {sample.top_p!r}")
     fractions = config.data.val_fraction + config.data.test_fraction
     if not 0.0 <= fractions < 1.0:
         raise ConfigError(

@@ -92,3 +92,9 @@ def test_unicode_line_separators_inside_records_are_text(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_bytes('{"text": "a\u2028b\u0085c", "label": 1}\n'.encode())
     assert read_records(path) == [("a\u2028b\u0085c", "1")]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbftext,label\nfine,1\n")
+    assert read_records(path) == [("fine", "1")]

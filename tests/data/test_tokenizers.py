@@ -173,3 +173,10 @@ def test_pretokenized_fit_and_encode():
     tokenizer = make_tokenizer("whitespace")
     tokenizer.fit_tokens([["New York", "is"], ["is"]])
     assert tokenizer.encode_tokens(["New York", "is", "Paris"]) == [5, 4, tokenizer.unk_id]
+
+
+def test_pretokenized_lowercase_applies_to_fit_and_encode():
+    tokenizer = make_tokenizer("whitespace", lowercase=True)
+    tokenizer.fit_tokens([["The", "cat"]])
+    assert tokenizer.encode_tokens(["THE", "Cat"]) == tokenizer.encode("the cat")
+    assert tokenizer.unk_id not in tokenizer.encode_tokens(["THE"])

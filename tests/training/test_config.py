@@ -86,3 +86,18 @@ def test_bad_override_syntax():
 
 def test_an_empty_config_is_all_defaults():
     assert config_from_dict({}) == Config()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sample.top_k=0", "sample.top_k: expected a positive integer, got 0"),
+        ("sample.top_p=1.5", "sample.top_p: expected a value in (0, 1], got 1.5"),
+        ("sample.temperature=-1", "sample.temperature: expected a value >= 0"),
+        ("data.val_fraction=-0.05", "data.val_fraction: expected a fraction in [0, 1)"),
+    ],
+)
+def test_sampling_and_split_values_are_checked_before_training(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=[override])
+    assert message in str(error.value)

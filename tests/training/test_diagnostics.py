@@ -225,3 +225,14 @@ def test_lower_layers_count_the_path_through_the_layers_above():
             ]
         )
         assert float(norms[0, t]) == pytest.approx(float(grad.norm()), rel=1e-5)
+
+
+def test_measuring_does_not_move_the_training_random_stream():
+    from rnnkit.training.diagnostics import split_layers
+
+    stack = rnnkit.LSTM(3, 4, num_layers=2, batch_first=True)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    split_layers(stack)
+    assert torch.equal(torch.rand(3), expected)

@@ -158,3 +158,38 @@ def test_labelling_learns_word_tags(tmp_path):
     assert result.metrics["val_acc"] >= 0.95
     [prediction] = rnnkit.api.load(result.run_dir).predict("cats sleep fast")
     assert prediction["tags"] == ["NOUN", "VERB", "ADV"]
+
+
+def test_word_prompts_read_line_breaks_as_eos():
+    from rnnkit.api import encode_prompt
+    from rnnkit.data.tokenizers import make_tokenizer
+
+    tokenizer = make_tokenizer("whitespace")
+    tokenizer.fit(["the cat sat"])
+    assert encode_prompt(tokenizer, "\n") == [tokenizer.eos_id]
+    expected = [*tokenizer.encode("the cat"), tokenizer.eos_id, *tokenizer.encode("sat")]
+    assert encode_prompt(tokenizer, "the cat\nsat") == expected
+
+
+def test_padded_batches_are_reshuffled_every_epoch(tmp_path):
+    import lightning.pytorch as pl
+
+    class FirstBatches(pl.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 0:
+                self.seen.append(batch[0].clone())
+
+    rows = [json.dumps({"text": " ".join(["w"] * (1 + i % 9)) + f" x{i}", "label": i % 2})
+            for i in range(80)]  # fmt: skip
+    (tmp_path / "r.jsonl").write_text("\n".join(rows))
+    first = FirstBatches()
+    train_tiny(tmp_path / "r.jsonl", tmp_path / "run", "task=classification",
+               "data.tokenizer=word", "train.max_epochs=3", "sample.prompt=x",
+               callbacks=[first])  # fmt: skip
+    assert len(first.seen) == 3
+    assert not torch.equal(first.seen[0], first.seen[1]) or not torch.equal(
+        first.seen[1], first.seen[2]
+    )

@@ -24,14 +24,14 @@ def _lines(path: Path) -> list[str]:
     with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as file:
         data = file.read()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a leading byte-order mark (Excel exports) is dropped
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         warnings.warn(
             f"{path}:{line}: bytes that are not UTF-8; decoded with replacement characters",
             stacklevel=3,
         )
-        text = data.decode("utf-8", errors="replace")
+        text = data.decode("utf-8-sig", errors="replace")
     # Split on "\n" only: str.splitlines would also split on U+2028, U+0085 and friends,
     # which JSON strings may hold.
     lines = text.split("\n")

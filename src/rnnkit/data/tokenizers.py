@@ -151,15 +151,21 @@ class _VocabularyTokenizer(Tokenizer):
     def fit_tokens(
         self, sequences: Iterable[list[str]], *, min_freq: int = 1, max_size: int | None = None
     ) -> None:
-        """Fit on text that is already split into tokens (CoNLL-U words, say)."""
-        self._vocabulary = Vocabulary.build(sequences, min_freq=min_freq, max_size=max_size)
+        """Fit on text that is already split into tokens (CoNLL-U words, say); ``lowercase``
+        applies to them as to text."""
+        self._vocabulary = Vocabulary.build(
+            (self._case(tokens) for tokens in sequences), min_freq=min_freq, max_size=max_size
+        )
 
     def encode(self, text: str) -> list[int]:
         return self.vocabulary.encode(self.tokens(text))
 
     def encode_tokens(self, tokens: Iterable[str]) -> list[int]:
         """Ids of tokens that are already split (unknown ones -> ``<unk>``)."""
-        return self.vocabulary.encode(tokens)
+        return self.vocabulary.encode(self._case(list(tokens)))
+
+    def _case(self, tokens: list[str]) -> list[str]:
+        return [t.lower() for t in tokens] if self.lowercase else tokens
 
     def _decoded_tokens(self, ids: Iterable[int]) -> list[str]:
         return self.vocabulary.decode(i for i in ids if i not in _FRAMING_IDS)

@@ -99,20 +99,23 @@ def split_layers(rnn: nn.Module) -> list[nn.Module]:
         if name not in skip and hasattr(rnn, name)
     }
     parameter = next(rnn.parameters())
-    layers = []
-    for k in range(rnn.num_layers):
-        size = rnn.input_size if k == 0 else (getattr(rnn, "proj_size", 0) or rnn.hidden_size)
-        layer = type(rnn)(size, num_layers=1, **options).to(parameter.device, parameter.dtype)
-        suffix = f"_l{k}"
-        layer.load_state_dict(
-            {
-                name[: -len(suffix)] + "_l0": value
-                for name, value in rnn.state_dict().items()
-                if name.endswith(suffix)
-            }
-        )
-        layers.append(layer.train(rnn.training))
-    return layers
+    with torch.random.fork_rng(devices=[]):  # building layers draws weights: keep training's RNG
+        return [_single_layer(rnn, k, options, parameter) for k in range(rnn.num_layers)]
+
+
+def _single_layer(rnn: nn.Module, k: int, options: dict, parameter: Tensor) -> nn.Module:
+    """Layer ``k`` of ``rnn`` as a one-layer module of the same class and options."""
+    size = rnn.input_size if k == 0 else (getattr(rnn, "proj_size", 0) or rnn.hidden_size)
+    layer = type(rnn)(size, num_layers=1, **options).to(parameter.device, parameter.dtype)
+    suffix = f"_l{k}"
+    layer.load_state_dict(
+        {
+            name[: -len(suffix)] + "_l0": value
+            for name, value in rnn.state_dict().items()
+            if name.endswith(suffix)
+        }
+    )
+    return layer.train(rnn.training)
 
 
 def hidden_state_gradients(rnn: nn.Module, inputs: Tensor, loss_of_last: Any) -> Tensor:
@@ -153,6 +156,7 @@ class GradientDiagnostics(pl.Callback):
         self.warned_bidirectional = False
         self.events: list[dict[str, Any]] = []
         self.warned: dict[str, int] = {}
+        self.record_events = True
         self.max_warnings = 3
 
     # ---- per-step norms ----------------------------------------------------------------------
@@ -163,6 +167,7 @@ class GradientDiagnostics(pl.Callback):
         total = norms["total"]
         pl_module.last_grad_norm = total
         step = trainer.global_step
+        self.record_events = getattr(trainer, "is_global_zero", True)  # one writer in DDP
         if not math.isfinite(total):
             bad = [layer for layer, n in norms.items() if layer != "total" and not math.isfinite(n)]
             self._event("nonfinite", step, layers=bad)
@@ -264,6 +269,8 @@ class GradientDiagnostics(pl.Callback):
                 f"{value:.2g} of its last-step value {int(reference)} steps back"
             )
         self._event(kind, step, layers=[layer], message=message)
+        if not self.record_events:
+            return
         shown = self.warned.get(kind, 0)
         self.warned[kind] = shown + 1
         if shown < self.max_warnings:
@@ -277,7 +284,7 @@ class GradientDiagnostics(pl.Callback):
     def _event(self, kind: str, step: int, **details: Any) -> None:
         event = {"kind": kind, "step": step, **details}
         self.events.append(event)
-        if self.directory is not None:
+        if self.directory is not None and self.record_events:
             self.directory.mkdir(parents=True, exist_ok=True)
             with (self.directory / "events.jsonl").open("a") as file:
                 file.write(json.dumps(event) + "\n")

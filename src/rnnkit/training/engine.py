@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..api import generate_text
 from ..bundle import Bundle, load_bundle, read_description, save_bundle
-from ..config import Config, ConfigError, config_to_dict, load_config
+from ..config import Config, ConfigError, config_to_dict
 from ..data.prepare import prepare_data
 from ..models import build_model
 from ..models.transfer import copy_encoder
@@ -110,6 +110,22 @@ def _resolve_run_dir(config: Config, run_dir: Path | None, resume: bool, main: b
     return run_dir
 
 
+def _check_pretraining_split(config: Config, pretrained: Config) -> None:
+    """A language model pretrained on the same dataset must not have read this run's
+    validation examples: the split settings that carve validation from train must agree."""
+    if config.data.dataset != pretrained.data.dataset or config.data.dataset == "file" and \
+            config.data.path != pretrained.data.path:  # fmt: skip
+        return
+    mine = (config.train.seed, config.data.val_fraction, config.data.test_fraction)
+    theirs = (pretrained.train.seed, pretrained.data.val_fraction, pretrained.data.test_fraction)
+    if mine != theirs:
+        raise ConfigError(
+            "model.init_from: the language model split the same data with (train.seed, "
+            f"data.val_fraction, data.test_fraction) = {theirs}, this run with {mine}; its "
+            "training text would hold this run's validation examples"
+        )
+
+
 def _trainer(config: Config, run_dir: Path, callbacks: list, loggers: list, quiet: bool):
     train = config.train
     world = train.devices * train.num_nodes
@@ -180,6 +196,7 @@ def train(
                 f"model.init_from: expected a language-model run, got a "
                 f"{pretrained.config.task} run ({config.model.init_from})"
             )
+        _check_pretraining_split(config, pretrained.config)
         tokenizer = pretrained.tokenizer  # the pretrained embedding's vocabulary
     data = prepare_data(config, tokenizer, labels, characters)
     num_chars = data.characters.vocab_size if data.characters is not None else 0
@@ -189,9 +206,11 @@ def train(
     if pretrained is not None:
         copy_encoder(model, pretrained.model)
     task = make_task(config, model, data)
-    if resume:
-        stored = load_config(run_dir / "config.yaml")
-        if stored.optim.lr != config.optim.lr:
+    resumed = load_tree(last) if resume else None
+    if resumed is not None:
+        # Compared with the checkpoint itself, so every process and every later resume agrees.
+        group = resumed["optimizer_states"][0]["param_groups"][0]
+        if group.get("initial_lr", group["lr"]) != config.optim.lr:
             task.lr_override = config.optim.lr
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +221,7 @@ def train(
             bundle = Bundle(config, model, data.tokenizer, data.labels, data.characters)
             save_bundle(run_dir / "model", bundle, weights=False)
 
-    resume_step = int(load_tree(last)["global_step"]) if resume else None
+    resume_step = int(resumed["global_step"]) if resumed is not None else None
     train_config = config.train
     diagnostics = GradientDiagnostics(config.diagnostics, run_dir)
     callbacks = [

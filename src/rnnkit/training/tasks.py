@@ -96,7 +96,15 @@ class RecurrentTask(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss_sum, _, count = self.totals(batch, training=True)
-        loss = loss_sum / count
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        if world_size > 1:
+            # DDP averages the processes' gradients; scaling by the global count makes that
+            # average the gradient of the global batch's mean loss, whatever each slice holds.
+            total = self.trainer.strategy.reduce(count.to(self.device), reduce_op="sum")
+            loss = loss_sum * world_size / total.to(loss_sum.dtype)
+            mean_loss = loss_sum.detach() / count  # this process's mean, for the log
+        else:
+            loss = mean_loss = loss_sum / count
         if not torch.isfinite(loss):
             grad = (
                 ""
@@ -110,7 +118,7 @@ class RecurrentTask(pl.LightningModule):
             )
         self.log(
             "train_loss",
-            loss.detach(),
+            mean_loss.detach(),
             on_step=True,
             prog_bar=True,
             sync_dist=True,
@@ -274,6 +282,14 @@ class LanguageModelTask(RecurrentTask):
 class _PaddedTask(RecurrentTask):
     """Tasks over padded variable-length examples, bucketed by length."""
 
+    _train_sampler: BucketBatchSampler | None = None
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        # Lightning sets the epoch of a loader's sampler, not of its batch sampler.
+        if self._train_sampler is not None:
+            self._train_sampler.set_epoch(self.current_epoch)
+
     def loader(self, split: str, *, rank: int = 0, world_size: int = 1) -> DataLoader:
         examples = _split(self.data, split)
         train = self.config.train
@@ -293,6 +309,8 @@ class _PaddedTask(RecurrentTask):
             rank=rank,
             world_size=world_size,
         )
+        if training:
+            self._train_sampler = sampler
         collate = partial(pad_batch, pad_id=self.data.tokenizer.pad_id)
         return DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
 
