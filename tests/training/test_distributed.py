@@ -38,3 +38,31 @@ def test_two_processes_match_one(tiny_text, tmp_path):
     losses_one = [r["train_loss"] for r in rows_one if "train_loss" in r]
     losses_two = [r["train_loss"] for r in rows_two if "train_loss" in r]
     assert losses_two == pytest.approx(losses_one, rel=1e-5)
+
+
+def test_two_processes_match_one_on_variable_length_labelling(tmp_path):
+    """Per-token losses over slices of different lengths: the loss is weighted by the global
+    token count, so 2 processes still train the weights 1 process does."""
+    words = ["dogs", "cats", "run", "sleep", "fast"]
+    lines = []
+    for i in range(96):
+        n = 2 + (i * 7) % 9
+        lines += [f"{j + 1}\t{words[(i + j) % 5]}\t_\t{'NV'[(i + j) % 2]}\t_\t_\t0\tdep\t_\t_"
+                  for j in range(n)]  # fmt: skip
+        lines.append("")
+    (tmp_path / "tags.conllu").write_text("\n".join(lines))
+    overrides = ["task=labelling", "data.dataset=file", f"data.path={tmp_path / 'tags.conllu'}",
+                 "model.hidden_size=16", "model.embedding_dim=8", "model.dropout=0.0",
+                 "model.bidirectional=true", "train.batch_size=8", "train.max_epochs=1",
+                 "train.max_minutes=null", "train.val_every_n_steps=null",
+                 "train.limit_val_batches=null", "diagnostics.every_n_steps=0",
+                 "sample.prompt=x"]  # fmt: skip
+    sets = [a for kv in overrides for a in ("--set", kv)]
+    one = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "one", *sets)
+    two = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "two", "--devices", "2", *sets)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    a = load_file(tmp_path / "one" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "model" / "model.safetensors")
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=0, atol=TOLERANCE), name
