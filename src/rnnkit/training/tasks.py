@@ -100,7 +100,7 @@ class RecurrentTask(pl.LightningModule):
         if world_size > 1:
             # DDP averages the processes' gradients; scaling by the global count makes that
             # average the gradient of the global batch's mean loss, whatever each slice holds.
-            total = self.trainer.strategy.reduce(count.to(self.device), reduce_op="sum")
+            total = self.trainer.strategy.reduce(count.clone().to(self.device), reduce_op="sum")
             loss = loss_sum * world_size / total.to(loss_sum.dtype)
             mean_loss = loss_sum.detach() / count  # this process's mean, for the log
         else:
