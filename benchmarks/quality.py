@@ -50,8 +50,21 @@ def _commit() -> str:
         return "unknown"
 
 
-def run_quality(task: str, config_path: str, metric: str, split: str, anchor: str) -> dict:
-    """Train ``config_path``, score ``metric`` on ``split``, print and record one row."""
+def run_quality(
+    task: str,
+    config_path: str,
+    metric: str,
+    split: str,
+    anchor: str,
+    pretrain: str | None = None,
+    fixed: tuple[str, ...] = (),
+) -> dict:
+    """Train ``config_path``, score ``metric`` on ``split``, print and record one row.
+
+    ``pretrain`` names a language-model config trained first; its run starts the model
+    (``model.init_from``), and the budget and training time of the row cover both runs.
+    ``fixed`` are overrides that belong to this benchmark row (recorded with it).
+    """
     parser = argparse.ArgumentParser(description=f"quality benchmark: {task}")
     parser.add_argument("--quick", action="store_true", help="a few steps only; nothing recorded")
     parser.add_argument("--run-dir", type=Path, default=None)
@@ -61,10 +74,20 @@ def run_quality(task: str, config_path: str, metric: str, split: str, anchor: st
     if "RNNKIT_DATA" not in os.environ and SHARED_DATA.is_dir():
         os.environ["RNNKIT_DATA"] = str(SHARED_DATA)
     quick = ["train.max_steps=3", "train.max_epochs=1", "train.limit_val_batches=2",
-             "train.max_minutes=null", "data.limit_train=64"]  # fmt: skip
-    overrides = (quick if args.quick else []) + args.set
-    config = load_config(ROOT / config_path, overrides)
+             "train.max_minutes=null", "data.limit_train=64", "data.max_vocab=2000"]  # fmt: skip
+    overrides = (quick if args.quick else []) + list(fixed) + args.set
     started = time.perf_counter()
+    budget = 0.0
+    if pretrain is not None:
+        pretrain_config = load_config(ROOT / pretrain, quick if args.quick else [])
+        pretrain_dir = args.run_dir.with_name(f"{args.run_dir.name}-lm") if args.run_dir else None
+        pretrained = train(pretrain_config, run_dir=pretrain_dir, quiet=args.quick)
+        print(f"pretrained {pretrain} in {(time.perf_counter() - started) / 60:.1f} min: "
+              f"{pretrained.run_dir}")  # fmt: skip
+        overrides.append(f"model.init_from={pretrained.run_dir}")
+        budget += pretrain_config.train.max_minutes or 0.0
+    config = load_config(ROOT / config_path, overrides)
+    budget += config.train.max_minutes or 0.0
     result = train(config, run_dir=args.run_dir, quiet=args.quick)
     trained_at = time.perf_counter()
     metrics = load(result.run_dir).evaluate(split, limit_batches=2 if args.quick else None)
@@ -75,14 +98,17 @@ def run_quality(task: str, config_path: str, metric: str, split: str, anchor: st
         "metric": metric,
         "value": f"{metrics[f'{split}_{metric}']:.4f}",
         "split": split,
-        "budget_minutes": config.train.max_minutes,
+        "budget_minutes": budget or None,
         "train_minutes": f"{(trained_at - started) / 60:.1f}",
         "wall_minutes": f"{(finished - started) / 60:.1f}",
         "threads": torch.get_num_threads(),
         "cpu": f"{_cpu()} ({os.cpu_count()} cores)",
         "torch": torch.__version__,
         "commit": _commit(),
-        "config": " ".join([config_path, *(f"--set {o}" for o in args.set)]),
+        "config": " ".join(
+            ([f"{pretrain} then"] if pretrain else [])
+            + [config_path, *(f"--set {o}" for o in [*fixed, *args.set])]
+        ),
         "anchor": anchor,
     }
     print("\n".join(f"{k:>15}: {v}" for k, v in row.items()))

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["shakespeare", "ptb", "imdb", "ud"])
+@pytest.mark.parametrize("name", ["shakespeare", "ptb", "imdb", "imdb_transfer", "ud"])
 def test_quality_script_runs_quick(name, tmp_path):
     results = ROOT / "benchmarks" / "results" / "quality.csv"
     before = results.read_bytes() if results.exists() else None
