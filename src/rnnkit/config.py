@@ -67,7 +67,8 @@ class ModelConfig:
 
     Taggers (``task: labelling``) can add character features (``char_embedding_dim > 0``: a
     bidirectional LSTM of ``char_hidden_size`` over each word's characters) and a CRF output
-    layer (``crf: true``, Viterbi decoding). ``init_from`` names a language-model run (or
+    layer (``crf: true``, Viterbi decoding). Classifiers and taggers can replace training tokens
+    by ``<unk>`` at rate ``word_dropout``. ``init_from`` names a language-model run (or
     bundle) whose tokenizer, embedding and recurrent weights this model starts from.
     """
 
@@ -78,6 +79,7 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
+    word_dropout: float = 0.0
     layer_norm: bool = False
     tie_weights: bool = False
     pooling: Literal["last", "mean", "max", "attention"] = "last"
@@ -261,6 +263,7 @@ def _check_ranges(config: Config) -> None:
     for key, value in {
         "model.dropout": config.model.dropout,
         "model.recurrent_dropout": config.model.recurrent_dropout,
+        "model.word_dropout": config.model.word_dropout,
     }.items():
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{key}: expected a probability in [0, 1), got {value!r}")

@@ -48,6 +48,7 @@ def test_precision_written_as_a_number_is_accepted():
         ({"model": {"cell": "transformer"}}, "model.cell: expected one of ['lstm'"),
         ({"optim": {"lr": -1.0}}, "optim.lr: expected a positive value, got -1.0"),
         ({"model": {"dropout": 1.0}}, "model.dropout: expected a probability in [0, 1)"),
+        ({"model": {"word_dropout": -0.1}}, "model.word_dropout: expected a probability"),
         ({"model": 3}, "model: expected a mapping of keys, got 3 (int)"),
         ({"train": {"bptt": None}}, "train.bptt: expected an integer, got null"),
         (

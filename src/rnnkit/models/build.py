@@ -30,6 +30,11 @@ def build_model(
         raise ValueError(
             "model.crf and model.char_embedding_dim are for task labelling; got task " + repr(task)
         )
+    if task == "language_model" and config.word_dropout:
+        raise ValueError(
+            "model.word_dropout is for classification and labelling (a language model predicts "
+            f"the words it reads); got {config.word_dropout} with task language_model"
+        )
     if task == "language_model":
         if config.bidirectional:
             raise ValueError("model.bidirectional: a language model reads left to right; got true")
@@ -41,6 +46,7 @@ def build_model(
             **common,
             bidirectional=config.bidirectional,
             pooling=config.pooling,
+            word_dropout=config.word_dropout,
         )
     if task == "labelling":
         return SequenceTagger(
@@ -52,5 +58,6 @@ def build_model(
             num_chars=num_chars,
             char_embedding_dim=config.char_embedding_dim,
             char_hidden_size=config.char_hidden_size,
+            word_dropout=config.word_dropout,
         )
     raise ValueError(f"task: expected language_model, classification or labelling, got {task!r}")

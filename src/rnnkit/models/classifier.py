@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..ops.masking import valid_mask
 from .recurrent import make_recurrent
+from .word_dropout import WordDropout
 
 __all__ = ["SequenceClassifier", "AttentionPooling", "pool"]
 
@@ -81,9 +82,11 @@ class SequenceClassifier(nn.Module):
         layer_norm: bool = False,
         pooling: str = "last",
         padding_idx: int = 0,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.pooling, self.bidirectional = pooling, bidirectional
+        self.word_dropout = WordDropout(word_dropout, padding_idx=padding_idx)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.dropout = nn.Dropout(dropout)
         self.rnn = make_recurrent(
@@ -102,7 +105,7 @@ class SequenceClassifier(nn.Module):
 
     def features(self, tokens: Tensor) -> Tensor:
         """tokens (B, T) -> recurrent inputs (B, T, E)."""
-        return self.dropout(self.embedding(tokens))
+        return self.dropout(self.embedding(self.word_dropout(tokens)))
 
     def readout(self, pooled: Tensor) -> Tensor:
         """pooled recurrent outputs (B, D) -> logits (B, C)."""

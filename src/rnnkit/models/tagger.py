@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from ..layers import LSTM
 from .crf import CRF
 from .recurrent import make_recurrent
+from .word_dropout import WordDropout
 
 __all__ = ["SequenceTagger", "CharacterEncoder"]
 
@@ -54,8 +55,10 @@ class SequenceTagger(nn.Module):
         num_chars: int = 0,
         char_embedding_dim: int = 0,
         char_hidden_size: int = 32,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.word_dropout = WordDropout(word_dropout, padding_idx=padding_idx)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.chars = (
             CharacterEncoder(num_chars, char_embedding_dim, char_hidden_size)
@@ -79,7 +82,7 @@ class SequenceTagger(nn.Module):
 
     def features(self, tokens: Tensor, chars: Tensor | None = None) -> Tensor:
         """tokens (B, T)[, chars (B, T, W)] -> recurrent inputs (B, T, E [+ 2 * char hidden])."""
-        embedded = self.embedding(tokens)
+        embedded = self.embedding(self.word_dropout(tokens))
         if self.chars is not None:
             if chars is None:
                 raise ValueError("this tagger reads characters: pass chars (B, T, W)")
