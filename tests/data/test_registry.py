@@ -175,6 +175,35 @@ def test_verify_reports_missing_wrong_size_and_wrong_sha256(monkeypatch, tmp_pat
     assert statuses["ptb.train.txt.gz"].state is FileState.MISSING
 
 
+def test_dataset_file_refuses_a_damaged_copy_and_accepts_it_repaired(toy, tmp_path):
+    registry.fetch("toy", urlopen=toy)
+    local = tmp_path / "toy" / "sub" / "b.txt"
+    assert registry.dataset_file("toy", "sub/b.txt") == local
+    damaged = b"B" + TOY_BYTES["sub/b.txt"][1:]  # same size, one byte changed
+    local.write_bytes(damaged)
+    with pytest.raises(ValueError) as raised:
+        registry.dataset_file("toy", "sub/b.txt")
+    message = str(raised.value)
+    assert f"wrong sha256 (expected {_sha256(TOY_BYTES['sub/b.txt'])}, got {_sha256(damaged)})" in (
+        message
+    )
+    assert "rnnkit datasets fetch toy --force" in message
+    assert registry.dataset_file("toy", "sub/b.txt", check=False) == local
+    local.write_bytes(b"short")
+    with pytest.raises(ValueError, match=r"wrong size \(expected 5000, got 5\)"):
+        registry.dataset_file("toy", "sub/b.txt")
+    local.write_bytes(TOY_BYTES["sub/b.txt"])
+    assert registry.dataset_file("toy", "sub/b.txt") == local
+
+
+def test_vendored_tiny_shakespeare_is_the_registered_file():
+    from rnnkit.data.prepare import VENDORED
+
+    file = registry.DATASETS["tinyshakespeare"].file("input.txt")
+    data = VENDORED["tinyshakespeare"].read_bytes()
+    assert (len(data), _sha256(data)) == (file.size, file.sha256)
+
+
 def test_fetch_puts_files_with_the_right_hash_in_place(toy, tmp_path):
     received: list[tuple[str, int]] = []
     written = registry.fetch(

@@ -60,6 +60,7 @@ class TaskData:
 
 
 def _builtin_file(name: str, path: str) -> Path:
+    """The registry's local copy (size and sha256 checked), else the vendored copy."""
     if name in VENDORED:
         try:
             return registry.dataset_file(name, path)

@@ -516,17 +516,20 @@ def dataset_dir(name: str) -> Path:
     return data_root() / get_dataset(name).name
 
 
-def dataset_file(name: str, path: str, *, download: bool = False) -> Path:
-    """The local copy of file ``path`` of dataset ``name``.
+def dataset_file(name: str, path: str, *, download: bool = False, check: bool = True) -> Path:
+    """The local copy of file ``path`` of dataset ``name``, checked against the registry.
 
     If it is missing, ``download=True`` fetches it (hash-checked); otherwise FileNotFoundError
-    says where it was looked for and how to get it. The copy's hash is not checked here: that
-    is :func:`verify`'s job.
+    says where it was looked for and how to get it. With ``check`` (the default) a copy whose
+    size or sha256 differs from the registry's is refused with a ValueError naming both values;
+    a file is hashed once per process while its size and modification time stay the same.
     """
     dataset = get_dataset(name)
     file = dataset.file(path)
     local = dataset_dir(name) / file.path
     if local.is_file():
+        if check:
+            _require_registered_bytes(name, file, local)
         return local
     if download:
         _fetch_files(dataset, (file,), force=False, progress=None, urlopen=open_url)
@@ -539,6 +542,24 @@ def dataset_file(name: str, path: str, *, download: bool = False) -> Path:
     if not file.reproducible:
         message += f" This file cannot be downloaded byte-for-byte ({file.note}): use RNNKIT_DATA."
     raise FileNotFoundError(message)
+
+
+_checked: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) seen to match
+
+
+def _require_registered_bytes(name: str, file: DataFile, local: Path) -> None:
+    stat = local.stat()
+    key = (str(local.resolve()), stat.st_size, stat.st_mtime_ns, file.sha256)
+    if key in _checked:
+        return
+    status = _check(name, file, local)
+    if not status.ok:
+        raise ValueError(
+            f"{status}: the file is not the registered one (damaged, truncated or replaced). "
+            f"Fix: run `rnnkit datasets fetch {name} --force`, or point RNNKIT_DATA at a "
+            "verified copy"
+        )
+    _checked.add(key)
 
 
 def verify(name: str) -> list[FileStatus]:
