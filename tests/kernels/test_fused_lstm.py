@@ -69,6 +69,23 @@ def test_fused_equals_reference_loop_float64(options, bidirectional, batch_first
     assert calls["lstm_ln" if options.get("layer_norm") else "lstm"] == 2 * D
 
 
+@pytest.mark.parametrize("options,lengths", list(itertools.product(OPTIONS, ["ragged", "full"])))
+def test_weight_gradients_in_blocks_of_one_step(options, lengths, monkeypatch, calls):
+    """The weight gradients are summed over blocks of rows; with blocks of one step each (the
+    smallest) they still equal the reference loop's."""
+    monkeypatch.setattr(lstm_kernel, "CHUNK_BYTES", 1)
+    layer = rnnkit.LSTM(5, 8, 2, dtype=torch.float64, **options).train()
+    x = torch.randn(9, 5, 5, dtype=torch.float64, requires_grad=True)
+    hx = (torch.randn(2, 5, 8, dtype=torch.float64), torch.randn(2, 5, 8, dtype=torch.float64))
+    lens = torch.tensor([9, 3, 0, 6, 9]) if lengths == "ragged" else torch.full((5,), 9)
+    fast = run_and_grad(layer, x, hx, lens)
+    with rnnkit.reference_implementation():
+        slow = run_and_grad(layer, x, hx, lens)
+    for i, (f, s) in enumerate(zip(fast, slow, strict=True)):
+        assert_close(f, s, 1e-10 * max(1.0, s.abs().max().item()), f"tensor {i}")
+    assert calls["lstm_ln" if options.get("layer_norm") else "lstm"] == 2
+
+
 @pytest.mark.parametrize("options", OPTIONS)
 def test_fused_float32_is_as_close_to_float64_as_the_reference(options):
     layer = rnnkit.LSTM(6, 16, bidirectional=True, **options).train()

@@ -26,21 +26,50 @@ def active_rows(batch_sizes: list[int], batch: int, device: torch.device) -> Ten
     return (steps * batch + within).to(device)
 
 
-def previous_states_t(
-    ext: Any, h0: Tensor, h_all: Tensor, mask: Tensor | None, rows: Tensor | None
-) -> Tensor:
-    """(H, N): h_{t-1} of every active row as the recurrent weights saw it, transposed for the
-    weight-gradient GEMM."""
-    if mask is None and rows is None:
-        return ext.transpose_previous(h0, h_all)
+CHUNK_BYTES = 16 << 20  # size of one transposed gate-gradient block in the weight gradients
+
+
+def previous_states(h0: Tensor, h_all: Tensor, mask: Tensor | None, rows: Tensor | None):
+    """h_{t-1} of packed rows [n0, n1), as the recurrent weights saw it: a function
+    (n0, n1) -> (n1 - n0, H). Without lengths or a mask it slices h0 and h_all (no copy of the
+    whole shifted sequence); otherwise it gathers and masks the rows once."""
     B, H = h0.shape
+    if mask is None and rows is None:
+        flat = h_all.view(-1, H)
+
+        def rows_of(n0: int, n1: int) -> Tensor:  # n0, n1: multiples of B
+            if n0 > 0:
+                return flat[n0 - B : n1 - B]
+            return torch.cat([h0, flat[: n1 - B]])
+
+        return rows_of
     h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]]).view(-1, H)  # (T*B, H)
     if rows is not None:
         h_prev = h_prev.index_select(0, rows)
     if mask is not None:
         batch_index = (rows if rows is not None else torch.arange(h_prev.shape[0])) % B
         h_prev = h_prev * mask.index_select(0, batch_index.to(mask.device))
-    return gemm.transpose(h_prev, "lstm.h_prev_t")
+    return lambda n0, n1: h_prev[n0:n1]
+
+
+def weight_gradients(d_rows: Tensor, inputs: list[Any], batch: int) -> list[Tensor]:
+    """d_rows (N, G) and inputs [f(n0, n1) -> (n1 - n0, K_k)] -> [sum over rows of
+    d_row^T input_row: (G, K_k)], the weight gradients summed over all steps.
+
+    The GEMMs want transposed operands; transposing blocks of rows (about ``CHUNK_BYTES`` of
+    d_rows each, a whole number of steps) into reused buffers and accumulating keeps the memory
+    for this at one block instead of a second copy of all pre-activation gradients.
+    """
+    N, G = d_rows.shape
+    block = max(batch, CHUNK_BYTES // (G * d_rows.element_size()) // batch * batch)
+    sums: list[Tensor | None] = [None] * len(inputs)
+    for n0 in range(0, N, block):
+        n1 = min(N, n0 + block)
+        d_t = gemm.transpose(d_rows[n0:n1], "lstm.d_t")  # (G, n)
+        for k, rows_of in enumerate(inputs):
+            part = gemm.linear(d_t, gemm.transpose(rows_of(n0, n1).contiguous(), f"lstm.in{k}_t"))
+            sums[k] = part if sums[k] is None else sums[k].add_(part)
+    return sums
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -75,11 +104,10 @@ class LSTMFunction(torch.autograd.Function):
         ext = load_extension("lstm")
         T, B, I = ctx.x_shape
         N = gates.shape[0]
-        d_gates, d_gates_t, d_h0, d_c0, d_peephole = ext.lstm_backward(
+        d_gates, d_h0, d_c0, d_peephole = ext.lstm_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
             c0.contiguous(), w_hh, gemm.pack(w_hh.t().contiguous(), B), peephole, mask,
             ctx.batch_sizes, scratch("lstm.d_gates", (N, gates.shape[1]), gates),
-            scratch("lstm.d_gates_t", (gates.shape[1], N), gates),
         )  # fmt: skip
         d_x = None
         if ctx.needs_input_grad[0]:
@@ -87,9 +115,9 @@ class LSTMFunction(torch.autograd.Function):
             if rows is not None:
                 d_x_rows = d_x_rows.new_zeros(T * B, I).index_copy_(0, rows, d_x_rows)
             d_x = d_x_rows.view(T, B, I)
-        # Weight gradients summed over all steps, one GEMM each, from transposed operands.
-        d_w_ih = gemm.linear(d_gates_t, gemm.transpose(x_rows, "lstm.x_t"))  # (4H, I)
-        d_w_hh = gemm.linear(d_gates_t, previous_states_t(ext, h0, h_all, mask, rows))  # (4H, H)
+        d_w_ih, d_w_hh = weight_gradients(
+            d_gates, [lambda n0, n1: x_rows[n0:n1], previous_states(h0, h_all, mask, rows)], B
+        )
         d_b = d_gates.sum(0) if ctx.has_bias else None
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None
 

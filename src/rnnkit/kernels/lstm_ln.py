@@ -15,7 +15,7 @@ from torch import Tensor
 from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
-from .lstm import previous_states_t
+from .lstm import previous_states, weight_gradients
 
 
 class LayerNormLSTMFunction(torch.autograd.Function):
@@ -47,10 +47,8 @@ class LayerNormLSTMFunction(torch.autograd.Function):
             c0.contiguous(), hh_hat, rstd_hh, c_hat, rstd_c, w_hh,
             gemm.pack(w_hh.t().contiguous(), B), g_hh, g_c, b_c, peephole, mask, ctx.batch_sizes,
         )  # fmt: skip
-        lstm_ext = load_extension("lstm")
-        d_w_hh = gemm.linear(
-            gemm.transpose(d_hh.view(T * B, -1), "lstm_ln.d_hh_t"),
-            previous_states_t(lstm_ext, h0, h_all, mask, None),
+        (d_w_hh,) = weight_gradients(
+            d_hh.view(T * B, -1), [previous_states(h0, h_all, mask, None)], B
         )
         d_b_hh = d_b_hh if ctx.has_bias else None
         d_peephole = None

@@ -131,18 +131,16 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
 
 // Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n, d_c_n: (B, H).
 // Fills d_gates (N, 4H) (gradients of the gate pre-activations, packed like gates; the caller
-// turns them into weight and input gradients with one GEMM each) and its transpose d_gates_t
-// (4H, N); returns them with d_h0, d_c0 and the peephole gradient (3, H) (undefined without
-// peepholes).
+// turns them into weight and input gradients with GEMMs over all steps); returns it with d_h0,
+// d_c0 and the peephole gradient (3, H) (undefined without peepholes).
 // w_hh_t_packed, if given, is w_hh^T (H, 4H) packed for oneDNN.
 std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& d_c_n,
                                   const Tensor& gates, const Tensor& c_all, const Tensor& c0,
                                   const Tensor& w_hh, const std::optional<Tensor>& w_hh_t_packed,
                                   const std::optional<Tensor>& peephole,
                                   const std::optional<Tensor>& mask,
-                                  const std::vector<int64_t>& batch_sizes, Tensor d_gates,
-                                  Tensor d_gates_t) {
-  // d_gates and d_gates_t are scratch buffers the caller owns.
+                                  const std::vector<int64_t>& batch_sizes, Tensor d_gates) {
+  // d_gates is a scratch buffer the caller owns.
   const int64_t T = c_all.size(0), B = c_all.size(1), H = c0.size(1), N = gates.size(0);
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto d_c = d_c_n.clone();
@@ -181,10 +179,9 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
       d_h.narrow(0, 0, n).copy_(d_h_prev);
     }
-    transpose_into(d_gates.data_ptr<scalar_t>(), N, 4 * H, d_gates_t.data_ptr<scalar_t>());
   });
   auto d_peephole = peephole ? peep_sums.sum(0).view({3, H}) : at::Tensor();
-  return {d_gates, d_gates_t, d_h, d_c, d_peephole};
+  return {d_gates, d_h, d_c, d_peephole};
 }
 
 }  // namespace rnnkit
@@ -205,26 +202,11 @@ Tensor transpose(const Tensor& input, const std::optional<Tensor>& out_opt) {
   return out;
 }
 
-// The inputs of the recurrent GEMM, transposed: h0 (B, H) and h_all (T, B, H) -> (H, T*B) whose
-// column block t is h_{t-1}^T (h0 for t = 0), without building the shifted (T, B, H) copy.
-Tensor transpose_previous(const Tensor& h0_in, const Tensor& h_all_in) {
-  const auto h0 = h0_in.contiguous();
-  const auto h_all = h_all_in.contiguous();
-  const int64_t T = h_all.size(0), B = h_all.size(1), H = h_all.size(2);
-  auto out = at::empty({H, T * B}, h_all.options());
-  AT_DISPATCH_FLOATING_TYPES(h_all.scalar_type(), "rnnkit_transpose_previous", [&] {
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    transpose_into(h0.data_ptr<scalar_t>(), B, H, dst, T * B);
-    if (T > 1) transpose_into(h_all.data_ptr<scalar_t>(), (T - 1) * B, H, dst + B, T * B);
-  });
-  return out;
-}
 }  // namespace rnnkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("transpose", &rnnkit::transpose, "2-D transpose into out or a new contiguous tensor",
         py::arg("input"), py::arg("out") = py::none());
-  m.def("transpose_previous", &rnnkit::transpose_previous, "[h0; h_all[:-1]] as (H, T*B)");
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence");
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time");
 }
