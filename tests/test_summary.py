@@ -38,15 +38,17 @@ def test_rows_follow_the_calls_with_the_shapes_of_a_real_forward():
         outputs, h_n = model.rnn(features, lengths=lengths)
         logits = model(x, lengths)
     assert [(row.name, row.type) for row in rows] == [
+        ("word_dropout", "WordDropout"),
         ("embedding", "Embedding"),
         ("dropout", "Dropout"),
         ("rnn", "GRU"),
         ("dropout", "Dropout"),
         ("head", "Linear"),
     ]
-    assert rows[0].output_shapes == (tuple(features.shape),)
-    assert rows[2].output_shapes == (tuple(outputs.shape), tuple(h_n.shape))
-    assert rows[2].output_shapes == ((4, 9, 10), (4, 4, 5))
+    assert rows[0].output_shapes == (tuple(x.shape),)  # token ids, some replaced in training
+    assert rows[1].output_shapes == (tuple(features.shape),)
+    assert rows[3].output_shapes == (tuple(outputs.shape), tuple(h_n.shape))
+    assert rows[3].output_shapes == ((4, 9, 10), (4, 4, 5))
     assert rows[-1].output_shapes == (tuple(logits.shape),)
     assert sum(row.params for row in rows) == total_parameters(model)
 
