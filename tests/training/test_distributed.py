@@ -13,18 +13,23 @@ from tests.training.conftest import rnnkit_cli, tiny_overrides
 TOLERANCE = 1e-6
 
 
+def _train_with_one_and_two_processes(tmp_path, sets):
+    """``rnnkit train`` with ``sets`` in 1 process (run dir ``one``) and 2 (``two``); returns
+    the two runs' final weights."""
+    one = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "one", *sets)
+    two = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "two", "--devices", "2", *sets)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    return (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("one", "two"))
+
+
 def test_two_processes_match_one(tiny_text, tmp_path):
     sets = [
         a
         for kv in tiny_overrides(tiny_text, "train.max_epochs=1", "diagnostics.every_n_steps=0")
         for a in ("--set", kv)
     ]
-    one = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "one", *sets)
-    two = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "two", "--devices", "2", *sets)
-    assert one.returncode == 0, one.stderr
-    assert two.returncode == 0, two.stderr
-    a = load_file(tmp_path / "one" / "model" / "model.safetensors")
-    b = load_file(tmp_path / "two" / "model" / "model.safetensors")
+    a, b = _train_with_one_and_two_processes(tmp_path, sets)
     assert a.keys() == b.keys()
     for name in a:
         assert torch.allclose(a[name], b[name], rtol=0, atol=TOLERANCE), name
@@ -58,11 +63,6 @@ def test_two_processes_match_one_on_variable_length_labelling(tmp_path):
                  "train.limit_val_batches=null", "diagnostics.every_n_steps=0",
                  "sample.prompt=x"]  # fmt: skip
     sets = [a for kv in overrides for a in ("--set", kv)]
-    one = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "one", *sets)
-    two = rnnkit_cli("train", "--quiet", "--run-dir", tmp_path / "two", "--devices", "2", *sets)
-    assert one.returncode == 0, one.stderr
-    assert two.returncode == 0, two.stderr
-    a = load_file(tmp_path / "one" / "model" / "model.safetensors")
-    b = load_file(tmp_path / "two" / "model" / "model.safetensors")
+    a, b = _train_with_one_and_two_processes(tmp_path, sets)
     for name in a:
         assert torch.allclose(a[name], b[name], rtol=0, atol=TOLERANCE), name
