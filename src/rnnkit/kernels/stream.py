@@ -1,10 +1,12 @@
 """Streaming: one time step of a stacked unidirectional LSTM or GRU in one C++ call, for online
-inference (B small, no autograd). Weights are packed for oneDNN once and repacked only when a
-parameter changes (its version counter moves)."""
+inference (B small, no autograd). A C++ ``Stepper`` holds the layer's weights, laid out once for
+the batch size (in panels for B <= 4, oneDNN-packed above); it is rebuilt when a parameter is
+replaced, updated in place or given new data."""
 
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any
 
 import torch
@@ -17,27 +19,24 @@ from .build import load_extension
 
 
 def stream_step(layer: Any, x_t: Tensor, hx: Any) -> tuple[Tensor, Any] | None:
-    """x_t (B, I) and torch-layout hx (or None) -> (y_t (B, H), hx); None if not applicable."""
+    """x_t (B, I) and torch-layout hx (or None) -> (y_t (B, H), hx); None if the kernel does not
+    apply (an option it lacks, autograd, another device or dtype) or the inputs do not fit it
+    exactly, in which case the caller validates them and takes the general path."""
+    if torch.is_grad_enabled() or not isinstance(x_t, Tensor) or x_t.dim() != 2:
+        return None
     kind = _stream_kind(layer._equations[0])
-    if kind is None or layer.bidirectional or torch.is_grad_enabled():
+    if kind is None or layer.bidirectional:
         return None
-    if x_t.device.type != "cpu" or x_t.dtype not in (torch.float32, torch.float64):
+    stepper = _stepper(layer, kind, x_t.shape[0])
+    if stepper is None:
         return None
-    ext = load_extension("stream")
-    if ext is None:
-        return None
-    weights = _packed_weights(layer, x_t.shape[0])
-    L, B, H = layer.num_layers, x_t.shape[0], layer.hidden_size
-    if kind == "lstm":
-        h, c = hx if hx is not None else (x_t.new_zeros(L, B, H), x_t.new_zeros(L, B, H))
-        w_ih, w_hh, p_ih, p_hh, _, _, bias = weights
-        h, c = ext.lstm_stream_step(
-            x_t.contiguous(), h.contiguous(), c.contiguous(), w_ih, w_hh, p_ih, p_hh, bias
-        )
-        return h[-1], (h, c)
-    h = hx if hx is not None else x_t.new_zeros(L, B, H)
-    h = ext.gru_stream_step(x_t.contiguous(), h.contiguous(), *weights[:6])
-    return h[-1], h
+    if kind == "gru":
+        return stepper.gru(x_t, hx) if hx is None or isinstance(hx, Tensor) else None
+    if hx is None:
+        return stepper.lstm(x_t, None, None)
+    if isinstance(hx, tuple) and len(hx) == 2 and all(isinstance(s, Tensor) for s in hx):
+        return stepper.lstm(x_t, *hx)
+    return None
 
 
 @functools.cache
@@ -50,19 +49,38 @@ def _stream_kind(cell: Any) -> str | None:
     return None
 
 
-def _packed_weights(layer: Any, batch_size: int) -> tuple[list[Any], ...]:
-    # The cache key: every parameter's identity and version (in-place updates bump it).
-    key = tuple((id(p), p._version) for p in layer._parameters.values()) + (batch_size,)
-    cached = getattr(layer, "_rnnkit_stream_cache", None)
-    if cached is None or cached[0] != key:
-        params = [layer.layer_parameters(k, 0) for k in range(layer.num_layers)]
-        w_ih = [p["weight_ih"].detach() for p in params]
-        w_hh = [p["weight_hh"].detach() for p in params]
-        b_ih = [None if "bias_ih" not in p else p["bias_ih"].detach() for p in params]
-        b_hh = [None if "bias_hh" not in p else p["bias_hh"].detach() for p in params]
-        packed_ih = [gemm.pack(w, batch_size) for w in w_ih]
-        packed_hh = [gemm.pack(w, batch_size) for w in w_hh]
-        bias = [None if a is None else a + b for a, b in zip(b_ih, b_hh, strict=True)]
-        cached = (key, (w_ih, w_hh, packed_ih, packed_hh, b_ih, b_hh, bias))
-        layer._rnnkit_stream_cache = cached
-    return cached[1]
+# layer -> (parameter ids, Stepper); outside the module, so copying or pickling a layer never
+# meets it.
+_steppers: weakref.WeakKeyDictionary[Any, tuple[list[int], Any]] = weakref.WeakKeyDictionary()
+
+
+def _stepper(layer: Any, kind: str, batch_size: int) -> Any:
+    """The layer's C++ Stepper for this batch size, rebuilt when a parameter changes; None
+    without the extension or for parameters of a dtype it lacks."""
+    ids = list(map(id, layer._parameters.values()))
+    cached = _steppers.get(layer)
+    if cached is not None and cached[0] == ids:
+        stepper = cached[1]
+        if stepper.batch_size() == batch_size and stepper.fresh():
+            return stepper
+    params = [layer.layer_parameters(k, 0) for k in range(layer.num_layers)]
+    ext = load_extension("stream")
+    if ext is None or params[0]["weight_ih"].dtype not in (torch.float32, torch.float64):
+        return None
+    w_ih = [p["weight_ih"].detach().contiguous() for p in params]
+    w_hh = [p["weight_hh"].detach().contiguous() for p in params]
+    b_ih = [p["bias_ih"].detach() if "bias_ih" in p else None for p in params]
+    b_hh = [p["bias_hh"].detach() if "bias_hh" in p else None for p in params]
+    if kind == "lstm":  # both biases add to the same pre-activations
+        b_x = [None if a is None else a + b for a, b in zip(b_ih, b_hh, strict=True)]
+        b_h = [None] * len(params)
+    else:  # the GRU's r multiplies W_hn h + b_hn: kept apart
+        b_x, b_h = b_ih, b_hh
+    packed_ih = [gemm.pack(w, batch_size) for w in w_ih]
+    packed_hh = [gemm.pack(w, batch_size) for w in w_hh]
+    watched = list(layer._parameters.values())
+    stepper = ext.Stepper(
+        kind == "lstm", batch_size, watched, w_ih, w_hh, b_x, b_h, packed_ih, packed_hh
+    )
+    _steppers[layer] = (ids, stepper)
+    return stepper

@@ -106,6 +106,13 @@ class RecurrentLayerMixin:
             (output, h_n) — output (T, B, D*H_out) (batch-first if asked, or a PackedSequence
             for a PackedSequence input), h_n as ``hx``.
         """
+        time_dim = 1 if self.batch_first else 0
+        if lengths is None and isinstance(input, Tensor) and input.dim() == 3:
+            if input.shape[time_dim] == 1 and not reference_forced():
+                # one step without autograd: one C++ call, if it fits (else validated below)
+                streamed = stream_step(self, input.squeeze(time_dim), hx)
+                if streamed is not None:
+                    return streamed[0].unsqueeze(time_dim), streamed[1]
         owner = type(self).__name__
         if isinstance(input, PackedSequence):
             if lengths is not None:
@@ -130,13 +137,7 @@ class RecurrentLayerMixin:
         if unbatched:
             input = input.unsqueeze(batch_dim)
             hx = None if hx is None else _map_hx(hx, lambda t: t.unsqueeze(1))
-        time_dim = 1 - batch_dim
-        streamed = None
-        if lengths is None and input.shape[time_dim] == 1 and not reference_forced():
-            streamed = stream_step(self, input.squeeze(time_dim), hx)  # one step, no autograd
-        if streamed is not None:
-            output, h_n = streamed[0].unsqueeze(time_dim), streamed[1]
-        elif use_torch_kernel:
+        if use_torch_kernel:
             output, h_n = self._torch_kernel(input, hx)
         else:
             x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
@@ -153,8 +154,12 @@ class RecurrentLayerMixin:
 
         Streaming is ``forward`` on a chunk with the carried ``hx``; running chunks one after
         another gives the same outputs and state as the whole sequence at once. Without autograd,
-        LSTM and GRU steps run as one C++ call with cached packed weights.
+        LSTM and GRU steps run as one C++ call with weights laid out once.
         """
+        if not reference_forced():
+            streamed = stream_step(self, x_t, hx)  # the whole step in one C++ call, if it fits
+            if streamed is not None:
+                return streamed
         if self.bidirectional:
             raise ValueError(
                 f"{type(self).__name__}.step: a bidirectional layer needs the whole sequence; "
@@ -164,11 +169,6 @@ class RecurrentLayerMixin:
         check_cell_input(
             x_t, self._equations[0].input_size, f"{type(self).__name__}.step", dtype
         )  # fmt: skip
-        if x_t.dim() == 2 and not reference_forced():
-            self._check_hx(hx, x_t.shape[0], dtype)
-            streamed = stream_step(self, x_t, hx)  # the whole step in one C++ call
-            if streamed is not None:
-                return streamed
         time_dim = 1 if self.batch_first else 0
         chunk = x_t.unsqueeze(time_dim if x_t.dim() == 2 else 0)
         y, hx = self(chunk, hx)

@@ -1,0 +1,110 @@
+"""The streaming kernel (one step of a stacked LSTM or GRU in one C++ call on a Stepper) equals
+rnnkit's reference Python loop step by step, for panel-sized and GEMM-sized batches; it really
+runs; it follows parameter changes; and inputs it does not take go the general path."""
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.kernels import stream
+from tests.helpers import assert_near, require_kernel
+
+I, H = 9, 70  # N = 4H or 3H is no multiple of the 64-row panels: a partial last panel
+
+
+@pytest.fixture
+def steps(monkeypatch):
+    """Counts the steps the C++ Stepper took (not the general path)."""
+    require_kernel("stream")
+    counter = {"stepped": 0}
+    original = stream.stream_step
+
+    def counted(*args):
+        result = original(*args)
+        counter["stepped"] += result is not None
+        return result
+
+    monkeypatch.setattr("rnnkit.layers.base.stream_step", counted)
+    return counter
+
+
+def run_steps(layer, xs, hx=None, via_forward=False):
+    """Step the layer through xs (T, B, I) without autograd -> (outputs (T, B, H), hx)."""
+    outputs = []
+    with torch.no_grad():
+        for x_t in xs:
+            if via_forward:
+                y, hx = layer(x_t.unsqueeze(0), hx)
+                y = y[0]
+            else:
+                y, hx = layer.step(x_t, hx)
+            outputs.append(y)
+    return torch.stack(outputs), hx
+
+
+def states(hx):
+    return hx if isinstance(hx, tuple) else (hx,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("B", [1, 3, 6], ids=["B1", "B3-panels", "B6-gemm"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("via_forward", [False, True], ids=["step", "forward"])
+def test_steps_equal_reference_loop(steps, kind, bias, B, dtype, via_forward):
+    layer = getattr(rnnkit, kind)(I, H, 2, bias=bias, dtype=dtype).eval()
+    xs = torch.randn(5, B, I, dtype=dtype)
+    hx0 = torch.randn(2, B, H, dtype=dtype)
+    hx0 = (hx0, torch.randn_like(hx0)) if kind == "LSTM" else hx0
+    for start in (None, hx0):
+        got, got_hx = run_steps(layer, xs, start, via_forward)
+        with rnnkit.reference_implementation():
+            want, want_hx = run_steps(layer, xs, start)
+        assert_near(got, want, dtype, "outputs")
+        for g, w in zip(states(got_hx), states(want_hx), strict=True):
+            assert_near(g, w, dtype, "state")
+    assert steps["stepped"] == 2 * len(xs)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_stepper_follows_parameter_changes(steps, kind):
+    layer = getattr(rnnkit, kind)(I, H, dtype=torch.float64).eval()
+    xs = torch.randn(3, 2, I, dtype=torch.float64)
+
+    def check():
+        got, _ = run_steps(layer, xs)
+        with rnnkit.reference_implementation():
+            want, _ = run_steps(layer, xs)
+        assert_near(got, want, torch.float64)
+
+    check()
+    with torch.no_grad():
+        layer.weight_hh_l0.mul_(-0.5)  # in place: the version counter moves
+    check()
+    layer.weight_ih_l0 = torch.nn.Parameter(torch.randn_like(layer.weight_ih_l0))  # replaced
+    check()
+    layer.bias_ih_l0.data = torch.randn_like(layer.bias_ih_l0)  # new data, same Parameter
+    check()
+    layer.float()  # new data of another dtype for every Parameter
+    xs = xs.float()
+    got, _ = run_steps(layer, xs)
+    with rnnkit.reference_implementation():
+        want, _ = run_steps(layer, xs)
+    assert_near(got, want, torch.float32)
+    assert steps["stepped"] == 5 * len(xs)
+
+
+def test_inputs_the_stepper_does_not_take_go_the_general_path(steps):
+    layer = rnnkit.LSTM(I, H, dtype=torch.float64).eval()
+    x = torch.randn(I, 3, dtype=torch.float64).t()  # (3, I), not contiguous
+    h = torch.randn(1, 3, H, dtype=torch.float64)
+    with torch.no_grad():
+        got, _ = layer.step(x, (h, h))
+        assert steps["stepped"] == 0
+        want, _ = layer.step(x.contiguous(), (h, h))
+        assert steps["stepped"] == 1
+        assert_near(got, want, torch.float64)
+        with pytest.raises(TypeError, match=r"expected hx as a tuple \(h_0, c_0\)"):
+            layer.step(x.contiguous(), [h, h])
+        with pytest.raises(ValueError, match=r"expected hx \(c_0\) of shape \(1, 3, 70\)"):
+            layer.step(x.contiguous(), (h, h[:, :2]))
