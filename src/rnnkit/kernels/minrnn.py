@@ -23,6 +23,7 @@ from torch import Tensor
 from ..cells.mingru import LinearRecurrenceEquations, MinRNNState
 from ..ops.scan import linear_scan
 from .build import load_extension
+from .workspace import scratch
 
 
 class LinearRecurrence(torch.autograd.Function):
@@ -108,8 +109,11 @@ class MinRNNFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, d_h: Tensor) -> tuple[Tensor, Tensor, None, None]:
         xp, h0, h, valid = ctx.saved_tensors
+        if not d_h.is_contiguous():  # e.g. expanded, from a sum: laid out in a reused buffer
+            d_h = scratch("minrnn.d_h", d_h.shape, d_h).copy_(d_h)
+        # d_xp only feeds the input projection's backward, done before the next call
         d_xp, d_h0 = load_extension("minrnn").min_rnn_backward(
-            d_h.contiguous(), xp, h0, h, valid, ctx.lstm
+            d_h, xp, h0, h, valid, ctx.lstm, scratch("minrnn.d_xp", xp.shape, xp)
         )
         return d_xp, d_h0, None, None
 

@@ -201,10 +201,14 @@ Tensor min_rnn_forward(const Tensor& xp, const Tensor& h0, const Tensor& valid, 
   return h;
 }
 
+// d_xp: the caller's (T, B, G) buffer for the gradient of xp, filled and returned.
 std::vector<Tensor> min_rnn_backward(const Tensor& d_h, const Tensor& xp, const Tensor& h0,
-                                     const Tensor& h, const Tensor& valid, bool lstm) {
+                                     const Tensor& h, const Tensor& valid, bool lstm,
+                                     Tensor d_xp) {
   const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
-  auto d_xp = at::empty_like(xp);
+  TORCH_CHECK(d_xp.is_contiguous() && d_xp.sizes() == xp.sizes() &&
+                  d_xp.scalar_type() == xp.scalar_type(),
+              "min_rnn_backward: d_xp must be a contiguous tensor shaped and typed like xp");
   auto d_h0 = at::empty_like(h0);
   const uint8_t* v = valid.numel() ? valid.data_ptr<uint8_t>() : nullptr;
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_min_rnn_backward", [&] {
