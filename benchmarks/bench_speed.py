@@ -26,6 +26,14 @@ in the same case (time; peak RSS increase for memory rows), so above 1 is better
 The header also says how many cores other processes kept busy during the run (from /proc/stat)
 and warns when the machine was not idle.
 
+The heap: with glibc's defaults (``--heap default``), buffers above its mmap threshold (at most
+32 MiB, grown as large blocks are freed) come back as fresh pages on every call, and the top of
+the heap is returned to the system when it frees; what a call pays in page faults then depends on
+the process's history. torch.nn's LSTM training allocates such buffers on every call; rnnkit's
+kernels reuse theirs. ``--heap warm`` reruns the suite with glibc told to keep freed memory
+(``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``, set before the process starts), the
+steady state of a caching allocator: no page faults for either side. The header says which.
+
 Optional rows: a JAX ``lax.scan`` LSTM train step (jit of value_and_grad) and a Keras 3
 ``keras.layers.LSTM`` train step join the LSTM train case of config a when those packages import;
 they are never required. XLA and Keras' backends pick their own thread counts.
@@ -80,6 +88,7 @@ QUICK_MIN_RNN_T = (32,)
 GEMM_SHAPE = (1024, 512, 2048)  # M, K, N: an input-projection GEMM of an LSTM (T*B, I, 4H)
 DEFAULT_REPEATS, QUICK_REPEATS = 7, 2
 DEFAULT_WARMUP, QUICK_WARMUP = 2, 1
+WARM_HEAP = {"MALLOC_MMAP_THRESHOLD_": str(1 << 40), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 OTHER_LOAD_WARNING = 0.25  # cores busy with other processes above which the header warns
 MEMORY_RUNS = 3  # subprocesses per implementation for the peak-memory rows (median)
 
@@ -732,12 +741,20 @@ def header(args: argparse.Namespace, peak: dict[str, float], other: float | None
         "tokens = T*B positions (valid ones with lengths), GFLOP = GEMMs only",
         "vs torch.nn = torch.nn row's time (memory rows: peak RSS increase) / this row's; "
         ">1 is better",
+        f"heap: {heap_description(args.heap)}",
     ]  # fmt: skip
     if other is not None:
         lines.append(f"other processes kept {other:.2f} cores busy on average during the run")
         if other > OTHER_LOAD_WARNING:
             lines.append("WARNING: the machine was not idle: these timings are unreliable")
     return lines
+
+
+def heap_description(heap: str) -> str:
+    if heap == "warm":
+        settings = " ".join(f"{name}={value}" for name, value in WARM_HEAP.items())
+        return f"warm (glibc keeps freed memory: {settings})"
+    return "glibc defaults (large buffers are fresh pages; see --heap)"
 
 
 COLUMNS = (
@@ -805,6 +822,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, help="torch.set_num_threads for the run (default: as torch has it)"
     )
+    parser.add_argument(
+        "--heap", choices=("default", "warm"), default="default",
+        help="glibc's default heap, or one that keeps freed memory (rerun with MALLOC_* set)",
+    )  # fmt: skip
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument("--list-cases", action="store_true", help="print the case ids and exit")
     args = parser.parse_args(argv)
@@ -826,6 +847,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Run the suite, print its table, and return its rows (one dict per row)."""
     args = parse_args(argv)
+    if args.heap == "warm" and any(os.environ.get(k) != v for k, v in WARM_HEAP.items()):
+        # glibc reads these once, at start-up: run the suite again in a process that has them
+        command = [sys.executable, "-m", "benchmarks.bench_speed", *(argv or sys.argv[1:])]
+        subprocess.run(command, env={**os.environ, **WARM_HEAP}, check=True)
+        return []
     if args.list_cases:
         print("\n".join(f"{case.id:<30} {case.configuration}" for case in args.selected))
         return []
