@@ -97,11 +97,22 @@ def test_quick_extras(quick):
 
 def test_quick_prints_header_and_tables(quick):
     rows, printed = quick
-    for text in ("machine:", "torch threads: 1", "versions:", "rnnkit backend:", "GEMM peak:"):
+    header = ("machine:", "torch threads: 1", "versions:", "rnnkit backend:", "GEMM peak:")
+    for text in (*header, "heap: glibc defaults"):
         assert text in printed
     assert "| case | configuration | implementation |" in printed  # --markdown
     for row in rows:
         assert row["case"] in printed and row["implementation"] in printed
+
+
+def test_warm_heap_reruns_the_suite_with_glibc_keeping_freed_memory(capfd):
+    argv = ["--quick", "--cases", "streaming-gru", "--heap", "warm", "--repeats", "1"]
+    rows, _ = run_main(argv)
+    assert rows == []  # the rows are the child process's: it printed them
+    printed = capfd.readouterr().out
+    settings = " ".join(f"{name}={value}" for name, value in bench_speed.WARM_HEAP.items())
+    assert f"heap: warm (glibc keeps freed memory: {settings})" in printed
+    assert "streaming-gru" in printed and "rnnkit .step" in printed
 
 
 def test_gemm_flop_formulas():
