@@ -18,24 +18,28 @@ from . import gemm
 from .build import load_extension
 
 
-def stream_step(layer: Any, x_t: Tensor, hx: Any) -> tuple[Tensor, Any] | None:
+def stream_step(layer: Any, x_t: Tensor, hx: Any, time_dim: int = -1) -> tuple[Tensor, Any] | None:
     """x_t (B, I) and torch-layout hx (or None) -> (y_t (B, H), hx); None if the kernel does not
     apply (an option it lacks, autograd, another device or dtype) or the inputs do not fit it
-    exactly, in which case the caller validates them and takes the general path."""
-    if torch.is_grad_enabled() or not isinstance(x_t, Tensor) or x_t.dim() != 2:
+    exactly, in which case the caller validates them and takes the general path. With
+    ``time_dim`` 0 or 1, x_t is a one-step chunk (1, B, I) or (B, 1, I) and y_t keeps that
+    dimension."""
+    if torch.is_grad_enabled() or not isinstance(x_t, Tensor):
         return None
     kind = _stream_kind(layer._equations[0])
     if kind is None or layer.bidirectional:
         return None
-    stepper = _stepper(layer, kind, x_t.shape[0])
+    if x_t.dim() != (2 if time_dim < 0 else 3):
+        return None
+    stepper = _stepper(layer, kind, x_t.shape[1 if time_dim == 0 else 0])
     if stepper is None:
         return None
     if kind == "gru":
-        return stepper.gru(x_t, hx) if hx is None or isinstance(hx, Tensor) else None
+        return stepper.gru(x_t, hx, time_dim) if hx is None or isinstance(hx, Tensor) else None
     if hx is None:
-        return stepper.lstm(x_t, None, None)
+        return stepper.lstm(x_t, None, None, time_dim)
     if isinstance(hx, tuple) and len(hx) == 2 and all(isinstance(s, Tensor) for s in hx):
-        return stepper.lstm(x_t, *hx)
+        return stepper.lstm(x_t, *hx, time_dim)
     return None
 
 

@@ -106,13 +106,11 @@ class RecurrentLayerMixin:
             (output, h_n) — output (T, B, D*H_out) (batch-first if asked, or a PackedSequence
             for a PackedSequence input), h_n as ``hx``.
         """
-        time_dim = 1 if self.batch_first else 0
-        if lengths is None and isinstance(input, Tensor) and input.dim() == 3:
-            if input.shape[time_dim] == 1 and not reference_forced():
-                # one step without autograd: one C++ call, if it fits (else validated below)
-                streamed = stream_step(self, input.squeeze(time_dim), hx)
-                if streamed is not None:
-                    return streamed[0].unsqueeze(time_dim), streamed[1]
+        if lengths is None and not reference_forced():
+            # one step without autograd: one C++ call, if it fits (else validated below)
+            streamed = stream_step(self, input, hx, 1 if self.batch_first else 0)
+            if streamed is not None:
+                return streamed
         owner = type(self).__name__
         if isinstance(input, PackedSequence):
             if lengths is not None:

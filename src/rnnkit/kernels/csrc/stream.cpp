@@ -127,10 +127,11 @@ class Stepper {
 
   // x (B, I), h and c (L, B, H) or None (zeros) -> (y, (h_out, c_out)): y (B, H) the top
   // layer's output, h_out and c_out (L, B, H); None if the inputs do not fit (the caller then
-  // validates them and takes the general path).
+  // validates them and takes the general path). With time_dim 0 or 1, x is a one-step chunk
+  // (1, B, I) or (B, 1, I) and y gets the same time dimension.
   py::object lstm(const Tensor& x, const std::optional<Tensor>& h,
-                  const std::optional<Tensor>& c) {
-    if (!lstm_ || !accepts(x, {h, c})) return py::none();
+                  const std::optional<Tensor>& c, int64_t time_dim) {
+    if (!lstm_ || !accepts(x, time_dim, {h, c})) return py::none();
     auto h_out = at::empty({L_, B_, H_}, x.options());
     auto c_out = at::empty({L_, B_, H_}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_stream_step", [&] {
@@ -147,13 +148,13 @@ class Stepper {
         input = Ho;
       }
     });
-    return py::make_tuple(h_out[L_ - 1], py::make_tuple(h_out, c_out));
+    return py::make_tuple(top_output(h_out, time_dim), py::make_tuple(h_out, c_out));
   }
 
   // x (B, I), h (L, B, H) or None (zeros) -> (y, h_out): y (B, H), h_out (L, B, H); None if
-  // the inputs do not fit.
-  py::object gru(const Tensor& x, const std::optional<Tensor>& h) {
-    if (lstm_ || !accepts(x, {h})) return py::none();
+  // the inputs do not fit. time_dim as for lstm.
+  py::object gru(const Tensor& x, const std::optional<Tensor>& h, int64_t time_dim) {
+    if (lstm_ || !accepts(x, time_dim, {h})) return py::none();
     auto h_out = at::empty({L_, B_, H_}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_gru_stream_step", [&] {
       auto zeros = std::vector<scalar_t>(h ? 0 : B_ * H_, scalar_t(0));
@@ -167,22 +168,32 @@ class Stepper {
         input = Ho;
       }
     });
-    return py::make_tuple(h_out[L_ - 1], h_out);
+    return py::make_tuple(top_output(h_out, time_dim), h_out);
   }
 
  private:
-  // Whether x (B, I) and each state tensor (L, B, H) (or None) fit this stepper exactly.
-  bool accepts(const Tensor& x, std::initializer_list<std::optional<Tensor>> states) const {
+  // Whether x (B, I) (or a one-step chunk, see lstm) and each state tensor (L, B, H) (or
+  // None) fit this stepper exactly.
+  bool accepts(const Tensor& x, int64_t time_dim,
+               std::initializer_list<std::optional<Tensor>> states) const {
     const auto& w = w_ih_[0];
     auto fits = [&](const Tensor& t) {
       return t.device().is_cpu() && t.scalar_type() == w.scalar_type() && t.is_contiguous();
     };
-    if (!fits(x) || x.dim() != 2 || x.size(0) != B_ || x.size(1) != w.size(1)) return false;
+    if (!fits(x) || x.dim() != (time_dim < 0 ? 2 : 3)) return false;
+    const int64_t batch_dim = time_dim == 0 ? 1 : 0;  // a one-step chunk is laid out as (B, I)
+    if (time_dim >= 0 && (time_dim > 1 || x.size(time_dim) != 1)) return false;
+    if (x.size(batch_dim) != B_ || x.size(x.dim() - 1) != w.size(1)) return false;
     for (const auto& s : states)
       if (s && (!fits(*s) || s->dim() != 3 || s->size(0) != L_ || s->size(1) != B_ ||
                 s->size(2) != H_))
         return false;
     return true;
+  }
+
+  // The top layer's h (B, H), with the input's time dimension if it had one.
+  Tensor top_output(const Tensor& h_out, int64_t time_dim) const {
+    return time_dim < 0 ? h_out[L_ - 1] : h_out[L_ - 1].unsqueeze(time_dim);
   }
 
   // Layer k's (x @ w_ih^T + b_x, h @ w_hh^T + b_h), each (B, N), valid until the next call:
