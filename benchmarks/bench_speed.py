@@ -197,6 +197,17 @@ def layer_pair(kind: str, s: Shape, **ours_options: Any) -> tuple[nn.Module, nn.
     return ours, theirs
 
 
+OWN_KERNEL = "rnnkit C++ kernel"  # an LSTM made to run rnnkit's kernel where it runs torch's
+
+
+def own_kernel(layer: nn.Module) -> nn.Module:
+    """A copy of an rnnkit layer that trains with rnnkit's C++ kernel even where the layer's
+    dispatch picks torch.nn's (plain LSTM training)."""
+    own = copy.deepcopy(layer)
+    own.fused_beats_torch = ("train",)
+    return own
+
+
 def layer_case(kind: str, config: str, s: Shape, mode: str, extras: bool) -> Case:
     flop_kind, _, _, kwargs = LAYER_KINDS[kind]
     train = mode == "train"
@@ -216,6 +227,8 @@ def layer_case(kind: str, config: str, s: Shape, mode: str, extras: bool) -> Cas
             Impl("rnnkit", make(ours, x), tokens, flops),
             Impl("torch.nn", make(theirs, x), tokens, flops, reference=True),
         ]
+        if train and flop_kind == "lstm":
+            impls.insert(1, Impl(OWN_KERNEL, make(own_kernel(ours), x), tokens, flops))
         if extras:
             state = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
             impls += optional_lstm_rows(s, x.numpy(), state, tokens, flops)
@@ -633,8 +646,10 @@ import rnnkit
 p = json.loads(sys.argv[1])
 torch.set_num_threads(p["threads"])
 torch.manual_seed(0)
-cls = rnnkit.LSTM if p["impl"] == "rnnkit" else nn.LSTM
+cls = nn.LSTM if p["impl"] == "torch.nn" else rnnkit.LSTM
 layer = cls(p["I"], p["H"], p["L"])
+if p["impl"] == "rnnkit C++ kernel":
+    layer.fused_beats_torch = ("train",)
 
 def step(x):
     layer.zero_grad(set_to_none=True)
@@ -668,7 +683,7 @@ def peak_rss_increase_mib(impl: str, s: Shape) -> float:
 def memory_rows(case: Case) -> list[dict[str, Any]]:
     s = case.memory_shape
     assert s is not None
-    runs: dict[str, list[float]] = {"rnnkit": [], "torch.nn": []}
+    runs: dict[str, list[float]] = {"rnnkit": [], OWN_KERNEL: [], "torch.nn": []}
     order = list(runs)
     for _ in range(MEMORY_RUNS):
         order.reverse()

@@ -20,6 +20,8 @@ LAYER_CASES = [
 ]
 EXPECTED = {
     **{case: {"rnnkit", "torch.nn"} for case in LAYER_CASES},
+    "lstm-a-train": {"rnnkit", "rnnkit C++ kernel", "torch.nn"},
+    "bilstm-a-train": {"rnnkit", "rnnkit C++ kernel", "torch.nn"},
     **{
         f"lstm_{option}-a-train": {"rnnkit", "torch.nn plain LSTM"}
         for option in ("peephole", "layer_norm", "recurrent_dropout")
@@ -147,6 +149,6 @@ def test_case_selection_and_listing():
 
 def test_peak_memory_subprocess_runs():
     shape = bench_speed.Shape(B=2, T=4, I=3, H=5, L=2)
-    for impl in ("rnnkit", "torch.nn"):
+    for impl in ("rnnkit", bench_speed.OWN_KERNEL, "torch.nn"):
         mib = bench_speed.peak_rss_increase_mib(impl, shape)
         assert math.isfinite(mib) and mib >= 0

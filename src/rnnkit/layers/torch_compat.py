@@ -155,7 +155,10 @@ class LSTM(_TorchCompatible, nn.LSTM):
     ``forward(input, hx=None, *, lengths=None)``. Equations in :mod:`rnnkit.cells.lstm`.
     """
 
-    fused_beats_torch = ("train",)  # measured: benchmarks/bench_speed.py
+    # Plain LSTM training runs torch.nn's kernel too: in fresh processes it was faster than
+    # rnnkit's at config a and bidirectional a with glibc's default heap and with a warm one,
+    # and within 5-7% either way at config b (benchmarks/heap_lstm.py).
+    fused_beats_torch: tuple[str, ...] = ()
 
     def __init__(
         self,
