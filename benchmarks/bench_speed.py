@@ -13,6 +13,10 @@ against plain nn.LSTM; a padded batch with ``lengths=`` against the same batch a
 nn.GRU at T=256 and T=4096, with their error against a float64 step loop; and the peak RSS
 increase of a config-b LSTM training step.
 
+A plain ``rnnkit.LSTM`` trains with torch.nn's kernel (see ``benchmarks/heap_lstm.py``), so the
+LSTM training cases add a row "rnnkit C++ kernel": the same layer made to run rnnkit's own
+kernel, the one its variants and padded batches run.
+
 Every implementation of a case is measured in this one process, interleaved: after the warmup
 rounds, each round runs every implementation of the case once, and the order reverses between
 rounds; a row reports the median round. Peak memory is the exception: each of those rows runs in
@@ -274,9 +278,9 @@ def lengths_case(s: Shape) -> Case:
         flops = gemm_flops("lstm", valid, s.I, s.H, s.L, train=True)
         return [
             Impl("rnnkit lengths=", train_step(ours, x, lengths=lengths), valid, flops),
-            Impl(
+            Impl(  # lengths all T: the same kernel as the padded batch, on every token
                 "rnnkit full length",
-                train_step(ours, x),
+                train_step(ours, x, lengths=torch.full_like(lengths, s.T)),
                 full,
                 gemm_flops("lstm", full, s.I, s.H, s.L, train=True),
             ),

@@ -1,5 +1,6 @@
-"""How the process heap moves an LSTM training step: rnnkit's kernel and torch.nn's, each alone
-in fresh processes, with glibc's default heap and with one that keeps freed memory.
+"""How the process heap moves an LSTM training step: rnnkit's C++ kernel and torch.nn's, each
+alone in fresh processes, with glibc's default heap and with one that keeps freed memory. (A
+plain rnnkit.LSTM trains with torch.nn's kernel; this is the measurement behind that choice.)
 
     python -m benchmarks.heap_lstm [--case a|b|bilstm-a] [--runs 3] [--steps 9]
 
@@ -21,7 +22,14 @@ import time
 
 import torch
 
-from benchmarks.bench_speed import CONFIGS, WARM_HEAP, layer_pair, train_step
+from benchmarks.bench_speed import (
+    CONFIGS,
+    OWN_KERNEL,
+    WARM_HEAP,
+    layer_pair,
+    own_kernel,
+    train_step,
+)
 
 WARMUP = 3
 
@@ -34,7 +42,8 @@ def child(impl: str, case: str, steps: int) -> None:
     kind, config = CASES[case]
     s = CONFIGS[config]
     ours, theirs = layer_pair(kind, s)
-    run = train_step(ours if impl == "rnnkit" else theirs, torch.randn(s.T, s.B, s.I))
+    layer = own_kernel(ours) if impl == OWN_KERNEL else theirs
+    run = train_step(layer, torch.randn(s.T, s.B, s.I))
     for _ in range(WARMUP):
         run()
     times = []
@@ -61,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], list[float]]:
     parser.add_argument("--case", choices=tuple(CASES), default="a", help="the layer and shape")
     parser.add_argument("--runs", type=int, default=3, help="fresh processes per pair")
     parser.add_argument("--steps", type=int, default=9, help="timed steps per process")
-    parser.add_argument("--child", choices=("rnnkit", "torch.nn"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=(OWN_KERNEL, "torch.nn"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child, args.case, args.steps)
@@ -74,12 +83,12 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], list[float]]:
     results: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.runs):  # interleaved: each round runs every pair once
         for heap in ("default", "warm"):
-            for impl in ("rnnkit", "torch.nn"):
+            for impl in (OWN_KERNEL, "torch.nn"):
                 ms = measure(impl, args.case, heap, args.steps)
                 results.setdefault((heap, impl), []).append(ms)
     for (heap, impl), ms in results.items():
         per_process = ", ".join(f"{m:.1f}" for m in ms)
-        print(f"heap {heap:<8} {impl:<9} ms per step: {per_process}")
+        print(f"heap {heap:<8} {impl:<17} ms per step: {per_process}")
     return results
 
 
