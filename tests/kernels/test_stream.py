@@ -108,3 +108,13 @@ def test_inputs_the_stepper_does_not_take_go_the_general_path(steps):
             layer.step(x.contiguous(), [h, h])
         with pytest.raises(ValueError, match=r"expected hx \(c_0\) of shape \(1, 3, 70\)"):
             layer.step(x.contiguous(), (h, h[:, :2]))
+
+
+def test_no_stepper_off_the_cpu_or_for_other_dtypes(steps):
+    for layer, x in (
+        (rnnkit.GRU(I, H, device="meta").eval(), torch.empty(2, I, device="meta")),
+        (rnnkit.LSTM(I, H, dtype=torch.bfloat16).eval(), torch.randn(2, I, dtype=torch.bfloat16)),
+    ):
+        with torch.no_grad():
+            assert stream.stream_step(layer, x, None) is None
+            assert stream._steppers.get(layer) is None

@@ -60,17 +60,20 @@ _steppers: weakref.WeakKeyDictionary[Any, tuple[list[int], Any]] = weakref.WeakK
 
 def _stepper(layer: Any, kind: str, batch_size: int) -> Any:
     """The layer's C++ Stepper for this batch size, rebuilt when a parameter changes; None
-    without the extension or for parameters of a dtype it lacks."""
+    without the extension, off the CPU, or for parameters of a dtype it lacks."""
     ids = list(map(id, layer._parameters.values()))
     cached = _steppers.get(layer)
     if cached is not None and cached[0] == ids:
         stepper = cached[1]
         if stepper.batch_size() == batch_size and stepper.fresh():
             return stepper
-    params = [layer.layer_parameters(k, 0) for k in range(layer.num_layers)]
-    ext = load_extension("stream")
-    if ext is None or params[0]["weight_ih"].dtype not in (torch.float32, torch.float64):
+    weight = layer.weight_ih_l0
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
         return None
+    ext = load_extension("stream")
+    if ext is None:
+        return None
+    params = [layer.layer_parameters(k, 0) for k in range(layer.num_layers)]
     w_ih = [p["weight_ih"].detach().contiguous() for p in params]
     w_hh = [p["weight_hh"].detach().contiguous() for p in params]
     b_ih = [p["bias_ih"].detach() if "bias_ih" in p else None for p in params]
