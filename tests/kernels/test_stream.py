@@ -118,3 +118,19 @@ def test_no_stepper_off_the_cpu_or_for_other_dtypes(steps):
         with torch.no_grad():
             assert stream.stream_step(layer, x, None) is None
             assert stream._steppers.get(layer) is None
+
+
+@pytest.mark.parametrize("option", ["dropout", "recurrent_dropout"])
+def test_dropout_in_training_mode_applies_without_autograd(steps, option):
+    layer = rnnkit.LSTM(I, H, 2, **{option: 0.5}, dtype=torch.float64).train()
+    xs = torch.randn(3, 2, I, dtype=torch.float64)
+    torch.manual_seed(0)
+    dropped, _ = run_steps(layer, xs)
+    assert steps["stepped"] == 0  # the general path, which draws the dropout masks
+    torch.manual_seed(0)
+    with rnnkit.reference_implementation():
+        want, _ = run_steps(layer, xs)
+    assert_near(dropped, want, torch.float64)
+    clean, _ = run_steps(layer.eval(), xs)
+    assert steps["stepped"] == len(xs)  # in eval mode the Stepper runs, without dropout
+    assert (clean - dropped).abs().max() > 1e-3

@@ -20,15 +20,17 @@ from .build import load_extension
 
 def stream_step(layer: Any, x_t: Tensor, hx: Any, time_dim: int = -1) -> tuple[Tensor, Any] | None:
     """x_t (B, I) and torch-layout hx (or None) -> (y_t (B, H), hx); None if the kernel does not
-    apply (an option it lacks, autograd, another device or dtype) or the inputs do not fit it
-    exactly, in which case the caller validates them and takes the general path. With
-    ``time_dim`` 0 or 1, x_t is a one-step chunk (1, B, I) or (B, 1, I) and y_t keeps that
-    dimension."""
+    apply (an option it lacks, autograd, dropout in training mode, another device or dtype) or
+    the inputs do not fit it exactly, in which case the caller validates them and takes the
+    general path. With ``time_dim`` 0 or 1, x_t is a one-step chunk (1, B, I) or (B, 1, I) and
+    y_t keeps that dimension."""
     if torch.is_grad_enabled() or not isinstance(x_t, Tensor):
         return None
     kind = _stream_kind(layer._equations[0])
     if kind is None or layer.bidirectional:
         return None
+    if layer.training and (layer.dropout > 0 or layer.recurrent_dropout > 0):
+        return None  # dropout still applies without autograd; the general path draws it
     if x_t.dim() != (2 if time_dim < 0 else 3):
         return None
     stepper = _stepper(layer, kind, x_t.shape[1 if time_dim == 0 else 0])
