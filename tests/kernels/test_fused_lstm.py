@@ -152,6 +152,12 @@ def test_fallback_without_kernels_gives_the_same_numbers(monkeypatch):
 
 def test_backend_reports_each_kernel():
     report = rnnkit.backend()
-    assert set(report) == set(kernels.KERNELS)
-    assert all(load_extension(name) is not None for name in report)  # built on this machine
-    assert all("C++ time loop" in text for text in report.values())
+    assert set(report) == {*kernels.KERNELS, "stream", "plain layers"}
+    assert all(load_extension(name) is not None for name in [*kernels.KERNELS, "stream"])
+    assert all("C++ time loop" in report[name] for name in kernels.KERNELS)
+    assert report["stream"].startswith("C++ step of the whole stack")
+    assert report["plain layers"] == (
+        "RNN: rnnkit's kernel to train, torch.nn's to infer; LSTM: torch.nn's to train and "
+        "infer; GRU: rnnkit's kernel to train and infer (rnnkit-only options and lengths=: "
+        "rnnkit's)"
+    )

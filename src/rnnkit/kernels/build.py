@@ -90,17 +90,33 @@ def onednn_available() -> bool:
 
 
 def backend() -> dict[str, str]:
-    """Which implementation each fused kernel uses on the CPU, e.g. ``{"lstm": "C++ ..."}``.
+    """Which implementation each fused kernel uses on the CPU, e.g. ``{"lstm": "C++ ..."}``;
+    "stream" for one-step calls without autograd, and "plain layers" for which kernel plain
+    RNN/LSTM/GRU configurations run, torch.nn's or rnnkit's.
 
     Building a kernel that has not been built yet happens here, as at first use.
     """
+    from ..layers.torch_compat import GRU, LSTM, RNN
     from . import KERNELS
 
     report = {}
     gemm = "oneDNN GEMMs" if onednn_available() else "ATen GEMMs"
+    flags = " ".join(compiler_flags())
     for name in KERNELS:
         if load_extension(name) is not None:
-            report[name] = f"C++ time loop, {gemm} (float32), flags {' '.join(compiler_flags())}"
+            report[name] = f"C++ time loop, {gemm} (float32), flags {flags}"
         else:
             report[name] = f"Python time loop ({_failures.get(name, 'not built')})"
+    if load_extension("stream") is not None:
+        report["stream"] = f"C++ step of the whole stack, panel products for B <= 4, flags {flags}"
+    else:
+        report["stream"] = f"the layer's general path ({_failures.get('stream', 'not built')})"
+    plain = []
+    for cls in (RNN, LSTM, GRU):
+        ours = [mode for mode in ("train", "infer") if mode in cls.fused_beats_torch]
+        theirs = [mode for mode in ("train", "infer") if mode not in ours]
+        parts = [f"rnnkit's kernel to {' and '.join(ours)}"] if ours else []
+        parts += [f"torch.nn's to {' and '.join(theirs)}"] if theirs else []
+        plain.append(f"{cls.__name__}: {', '.join(parts)}")
+    report["plain layers"] = "; ".join(plain) + " (rnnkit-only options and lengths=: rnnkit's)"
     return report
