@@ -11,7 +11,7 @@ from torch import Tensor
 from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
-from .workspace import scratch
+from .workspace import pooled, scratch
 
 
 def active_rows(batch_sizes: list[int], batch: int, device: torch.device) -> Tensor | None:
@@ -90,9 +90,10 @@ class LSTMFunction(torch.autograd.Function):
             x_rows = x_rows.index_select(0, rows)  # (N, I)
         bias = None if b_ih is None else b_ih + b_hh
         xp = gemm.linear(x_rows, w_ih, bias)  # (N, 4H)
+        H = w_hh.shape[1]
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), peephole, mask,
-            batch_sizes,
+            batch_sizes, pooled("lstm.c_all", (T, B, H), xp), pooled("lstm.gates", xp.shape, xp),
         )  # fmt: skip
         ctx.save_for_backward(x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates)
         ctx.batch_sizes, ctx.has_bias, ctx.x_shape = batch_sizes, b_ih is not None, x.shape

@@ -79,17 +79,20 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
 // the gate math (measured faster than oneDNN's add post-op). h0, c0: (B, H); w_hh: (4H, H);
 // peephole: (3, H) rows c->i, c->f, c->o; mask: (B, H) recurrent dropout, applied to h_{t-1}
 // where it enters w_hh. Returns h_all, c_all (T, B, H) (zeros at inactive rows), gates
-// (N, 4H) (activated i, f, g, o, packed like xp), h_n, c_n.
+// (N, 4H) (activated i, f, g, o, packed like xp), h_n, c_n. c_all and gates are written into
+// the caller's buffers (kept for backward, reused across calls by the caller).
 std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                  const std::optional<Tensor>& peephole,
                                  const std::optional<Tensor>& mask,
-                                 const std::vector<int64_t>& batch_sizes) {
+                                 const std::vector<int64_t>& batch_sizes, Tensor c_all,
+                                 Tensor gates) {
   const int64_t B = h0.size(0), H = c0.size(1);
   const int64_t T = batch_sizes.empty() ? xp.size(0) / B : static_cast<int64_t>(batch_sizes.size());
+  TORCH_CHECK(c_all.is_contiguous() && c_all.sizes() == at::IntArrayRef({T, B, H}) &&
+                  gates.is_contiguous() && gates.sizes() == at::IntArrayRef({xp.size(0), 4 * H}),
+              "lstm_forward: c_all must be a contiguous (T, B, H) tensor and gates (N, 4H)");
   auto h_all = at::empty({T, B, H}, h0.options());
-  auto c_all = at::empty({T, B, H}, c0.options());
-  auto gates = at::empty({xp.size(0), 4 * H}, xp.options());  // packed like xp
   auto h = h0.clone();
   auto c = c0.clone();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
