@@ -16,6 +16,7 @@ from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
 from .lstm import previous_states, weight_gradients
+from .workspace import pooled
 
 
 class LayerNormLSTMFunction(torch.autograd.Function):
@@ -24,10 +25,17 @@ class LayerNormLSTMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, xp, h0, c0, w_hh, b_hh, g_hh, g_c, b_c, peephole, mask, batch_sizes):
         ext = load_extension("lstm_ln")
-        B = xp.shape[1]
+        T, B, G = xp.shape
+        saved = [  # what backward reads, in buffers reused once nothing views them
+            pooled(f"lstm_ln.{name}", shape, xp)
+            for name, shape in (
+                ("c_all", (T, B, G // 4)), ("gates", (T, B, G)), ("hh_hat", (T, B, G)),
+                ("rstd_hh", (T, B, 4)), ("c_hat", (T, B, G // 4)), ("rstd_c", (T, B)),
+            )
+        ]  # fmt: skip
         h_all, c_all, gates, hh_hat, rstd_hh, c_hat, rstd_c, h_n, c_n = ext.lstm_ln_forward(
             xp.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), b_hh,
-            g_hh, g_c, b_c, peephole, mask, batch_sizes,
+            g_hh, g_c, b_c, peephole, mask, batch_sizes, saved,
         )  # fmt: skip
         ctx.save_for_backward(
             h0, c0, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, c_all, gates, hh_hat, rstd_hh,

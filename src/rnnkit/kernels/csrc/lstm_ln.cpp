@@ -89,15 +89,22 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
                                     const Tensor& g_c, const Tensor& b_c,
                                     const std::optional<Tensor>& peephole,
                                     const std::optional<Tensor>& mask,
-                                    const std::vector<int64_t>& batch_sizes) {
+                                    const std::vector<int64_t>& batch_sizes,
+                                    const std::vector<Tensor>& saved) {
+  // saved: the caller's buffers for what backward reads (reused across calls by the caller):
+  // c_all (T, B, H), gates (T, B, 4H), hh_hat (T, B, 4H), rstd_hh (T, B, 4), c_hat (T, B, H),
+  // rstd_c (T, B).
   const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1);
+  const std::vector<std::vector<int64_t>> shapes = {{T, B, H}, {T, B, 4 * H}, {T, B, 4 * H},
+                                                    {T, B, 4}, {T, B, H}, {T, B}};
+  TORCH_CHECK(saved.size() == shapes.size(), "lstm_ln_forward: expected 6 saved buffers");
+  for (size_t k = 0; k < shapes.size(); ++k)
+    TORCH_CHECK(saved[k].is_contiguous() && saved[k].sizes() == at::IntArrayRef(shapes[k]) &&
+                    saved[k].scalar_type() == xp.scalar_type(),
+                "lstm_ln_forward: saved buffer ", k, " must be contiguous, shaped ", shapes[k]);
   auto h_all = at::empty({T, B, H}, h0.options());
-  auto c_all = at::empty({T, B, H}, c0.options());
-  auto gates = at::empty({T, B, 4 * H}, xp.options());
-  auto hh_hat = at::empty({T, B, 4 * H}, xp.options());
-  auto rstd_hh = at::empty({T, B, 4}, xp.options());
-  auto c_hat = at::empty({T, B, H}, xp.options());
-  auto rstd_c = at::empty({T, B}, xp.options());
+  auto c_all = saved[0], gates = saved[1], hh_hat = saved[2], rstd_hh = saved[3];
+  auto c_hat = saved[4], rstd_c = saved[5];
   auto h = h0.clone();
   auto c = c0.clone();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_ln_forward", [&] {
