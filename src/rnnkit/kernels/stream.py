@@ -31,8 +31,8 @@ def stream_step(layer: Any, x_t: Tensor, hx: Any, time_dim: int = -1) -> tuple[T
         return None
     if layer.training and (layer.dropout > 0 or layer.recurrent_dropout > 0):
         return None  # dropout still applies without autograd; the general path draws it
-    if x_t.dim() != (2 if time_dim < 0 else 3):
-        return None
+    if x_t.dim() != (2 if time_dim < 0 else 3) or (time_dim >= 0 and x_t.shape[time_dim] != 1):
+        return None  # not one step: no Stepper is built or looked up
     stepper = _stepper(layer, kind, x_t.shape[1 if time_dim == 0 else 0])
     if stepper is None:
         return None

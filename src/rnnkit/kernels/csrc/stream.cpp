@@ -135,18 +135,14 @@ class Stepper {
     auto h_out = at::empty({L_, B_, H_}, x.options());
     auto c_out = at::empty({L_, B_, H_}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_stream_step", [&] {
-      auto zeros = std::vector<scalar_t>(h && c ? 0 : B_ * H_, scalar_t(0));
-      const scalar_t* input = x.data_ptr<scalar_t>();
-      for (int64_t k = 0; k < L_; ++k) {
-        const scalar_t* h_k = h ? h->data_ptr<scalar_t>() + k * B_ * H_ : zeros.data();
+      auto zeros = std::vector<scalar_t>(c ? 0 : B_ * H_, scalar_t(0));
+      step_layers<scalar_t>(x, h, h_out, [&](int64_t k, const scalar_t* A, const scalar_t* R,
+                                             const scalar_t*, scalar_t* Ho) {
         const scalar_t* c_k = c ? c->data_ptr<scalar_t>() + k * B_ * H_ : zeros.data();
-        const auto [A, R] = layer_products<scalar_t>(k, input, h_k, x.options());
-        scalar_t* Ho = h_out.data_ptr<scalar_t>() + k * B_ * H_;
         scalar_t* Co = c_out.data_ptr<scalar_t>() + k * B_ * H_;
         for (int64_t b = 0; b < B_; ++b)
           lstm_step_row(A + b * 4 * H_, R + b * 4 * H_, c_k + b * H_, Ho + b * H_, Co + b * H_, H_);
-        input = Ho;
-      }
+      });
     });
     return py::make_tuple(top_output(h_out, time_dim), py::make_tuple(h_out, c_out));
   }
@@ -157,21 +153,33 @@ class Stepper {
     if (lstm_ || !accepts(x, time_dim, {h})) return py::none();
     auto h_out = at::empty({L_, B_, H_}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_gru_stream_step", [&] {
-      auto zeros = std::vector<scalar_t>(h ? 0 : B_ * H_, scalar_t(0));
-      const scalar_t* input = x.data_ptr<scalar_t>();
-      for (int64_t k = 0; k < L_; ++k) {
-        const scalar_t* h_k = h ? h->data_ptr<scalar_t>() + k * B_ * H_ : zeros.data();
-        const auto [X, R] = layer_products<scalar_t>(k, input, h_k, x.options());
-        scalar_t* Ho = h_out.data_ptr<scalar_t>() + k * B_ * H_;
+      step_layers<scalar_t>(x, h, h_out, [&](int64_t, const scalar_t* X, const scalar_t* R,
+                                             const scalar_t* h_k, scalar_t* Ho) {
         for (int64_t b = 0; b < B_; ++b)
           gru_step_row(X + b * 3 * H_, R + b * 3 * H_, h_k + b * H_, Ho + b * H_, H_);
-        input = Ho;
-      }
+      });
     });
     return py::make_tuple(top_output(h_out, time_dim), h_out);
   }
 
  private:
+  // The layer loop of a step: for each layer k, cell(k, A, R, h_k, Ho) gets the layer's
+  // products A, R (B, N), its previous state rows h_k (B, H) (zeros if h is None) and its
+  // output rows Ho (B, H) in h_out, which are layer k + 1's input.
+  template <typename scalar_t, typename Cell>
+  void step_layers(const Tensor& x, const std::optional<Tensor>& h, const Tensor& h_out,
+                   const Cell& cell) {
+    auto zeros = std::vector<scalar_t>(h ? 0 : B_ * H_, scalar_t(0));
+    const scalar_t* input = x.data_ptr<scalar_t>();
+    for (int64_t k = 0; k < L_; ++k) {
+      const scalar_t* h_k = h ? h->data_ptr<scalar_t>() + k * B_ * H_ : zeros.data();
+      const auto [A, R] = layer_products<scalar_t>(k, input, h_k, x.options());
+      scalar_t* Ho = h_out.data_ptr<scalar_t>() + k * B_ * H_;
+      cell(k, A, R, h_k, Ho);
+      input = Ho;
+    }
+  }
+
   // Whether x (B, I) (or a one-step chunk, see lstm) and each state tensor (L, B, H) (or
   // None) fit this stepper exactly.
   bool accepts(const Tensor& x, int64_t time_dim,
