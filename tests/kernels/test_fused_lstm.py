@@ -8,6 +8,7 @@ import torch
 
 import rnnkit
 from rnnkit import kernels
+from rnnkit.kernels import gemm
 from rnnkit.kernels import lstm as lstm_kernel
 from rnnkit.kernels import lstm_ln as lstm_ln_kernel
 from rnnkit.kernels.build import load_extension
@@ -122,10 +123,10 @@ def test_gradcheck_of_the_lstm_functions():
         lambda *a: lstm_kernel.LSTMFunction.apply(*a, mask, sizes),
         (x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep),
     )
-    xp, g_hh, g_c, b_c = rand(T, B, 4 * H), rand(4 * H), rand(H), rand(H)
+    g_ih, g_hh, g_c, b_c = rand(4 * H), rand(4 * H), rand(H), rand(H)
     assert torch.autograd.gradcheck(
         lambda *a: lstm_ln_kernel.LayerNormLSTMFunction.apply(*a, mask, sizes),
-        (xp, h0, c0, w_hh, b_hh, g_hh, g_c, b_c, peep),
+        (x, h0, c0, w_ih, g_ih, b_ih, w_hh, b_hh, g_hh, g_c, b_c, peep),
     )
 
 
@@ -161,3 +162,18 @@ def test_backend_reports_each_kernel():
         "infer; GRU: rnnkit's kernel to train and infer (rnnkit-only options and lengths=: "
         "rnnkit's)"
     )
+
+
+@pytest.mark.parametrize("options", [{}, {"layer_norm": True, "peephole": True}])
+def test_onednn_and_aten_gemms_agree(options, monkeypatch, calls):
+    """The oneDNN GEMMs (weight gradients from a transposed view of the gate gradients) and
+    ATen's give the same float32 outputs and gradients."""
+    layer = rnnkit.LSTM(7, 24, **options).train()
+    x = torch.randn(6, 5, 7, requires_grad=True)
+    lengths = torch.tensor([6, 2, 0, 6, 4])
+    default = run_and_grad(layer, x, None, lengths)
+    monkeypatch.setattr(gemm, "use_onednn", lambda t: False)
+    aten = run_and_grad(layer, x, None, lengths)
+    assert calls["lstm_ln" if options.get("layer_norm") else "lstm"] == 2
+    for i, (a, b) in enumerate(zip(default, aten, strict=True)):
+        assert_close(a, b, 1e-5 * max(1.0, b.abs().max().item()), f"tensor {i}")

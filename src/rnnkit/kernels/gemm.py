@@ -36,6 +36,15 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return F.linear(x, weight, bias)
 
 
+def matmul(x: Tensor, y: Tensor) -> Tensor:
+    """x (M, K) @ y (K, N) -> (M, N), y read where it lies: oneDNN takes y as the transposed
+    view of a weight, no copy (for the weight gradients: no transposed copy of the gate
+    gradients; measured 35.4 -> 33.3 ms per LSTM training step at B=32 T=128 H=256)."""
+    if use_onednn(x):
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), y.t(), None, "none", [], "")
+    return torch.mm(x, y)
+
+
 def transpose(t: Tensor, name: str | None = None) -> Tensor:
     """(R, C) -> (C, R) contiguous, with the C++ tiled transpose when it is built; into the
     reused scratch buffer ``name`` if given (the result is then valid until the next call

@@ -26,7 +26,7 @@ def active_rows(batch_sizes: list[int], batch: int, device: torch.device) -> Ten
     return (steps * batch + within).to(device)
 
 
-CHUNK_BYTES = 16 << 20  # size of one transposed gate-gradient block in the weight gradients
+CHUNK_BYTES = 16 << 20  # bytes of gate gradients per block of rows in the weight gradients
 
 
 def previous_states(h0: Tensor, h_all: Tensor, mask: Tensor | None, rows: Tensor | None):
@@ -56,20 +56,21 @@ def weight_gradients(d_rows: Tensor, inputs: list[Any], batch: int) -> list[Tens
     """d_rows (N, G) and inputs [f(n0, n1) -> (n1 - n0, K_k)] -> [sum over rows of
     d_row^T input_row: (G, K_k)], the weight gradients summed over all steps.
 
-    The GEMMs want transposed operands; transposing blocks of rows (about ``CHUNK_BYTES`` of
-    d_rows each, a whole number of steps) into reused buffers and accumulating keeps the memory
-    for this at one block instead of a second copy of all pre-activation gradients.
+    Each is computed as input^T @ d_rows (K_k, G), which reads d_rows where it lies, and
+    transposed once at the end (small). Only the inputs are transposed, in blocks of rows
+    (about ``CHUNK_BYTES`` of d_rows each, a whole number of steps) into reused buffers: the
+    memory for this stays at one block instead of a transposed copy of all inputs.
     """
     N, G = d_rows.shape
     block = max(batch, CHUNK_BYTES // (G * d_rows.element_size()) // batch * batch)
     sums: list[Tensor | None] = [None] * len(inputs)
     for n0 in range(0, N, block):
         n1 = min(N, n0 + block)
-        d_t = gemm.transpose(d_rows[n0:n1], "lstm.d_t")  # (G, n)
         for k, rows_of in enumerate(inputs):
-            part = gemm.linear(d_t, gemm.transpose(rows_of(n0, n1).contiguous(), f"lstm.in{k}_t"))
+            rows_t = gemm.transpose(rows_of(n0, n1).contiguous(), f"lstm.in{k}_t")  # (K_k, n)
+            part = gemm.matmul(rows_t, d_rows[n0:n1])  # (K_k, G)
             sums[k] = part if sums[k] is None else sums[k].add_(part)
-    return sums
+    return [gemm.transpose(s) for s in sums]
 
 
 class LSTMFunction(torch.autograd.Function):

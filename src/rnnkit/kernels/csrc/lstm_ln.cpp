@@ -83,6 +83,76 @@ inline void ln_forward_row(const scalar_t* __restrict__ xp, const scalar_t* __re
   }
 }
 
+// One row of the input side's normalisation (see gate_norm_forward); v: (4H), in place.
+template <typename scalar_t>
+inline void gate_norm_forward_row(scalar_t* __restrict__ v, scalar_t* __restrict__ v_hat,
+                                  scalar_t* __restrict__ rstd, const scalar_t* __restrict__ g,
+                                  const scalar_t* b, int64_t H) {
+  for (int64_t k = 0; k < 4; ++k) rstd[k] = normalise(v + k * H, v_hat + k * H, H);
+#pragma omp simd
+  for (int64_t m = 0; m < 4 * H; ++m) v[m] = v_hat[m] * g[m] + (b ? b[m] : 0);
+}
+
+// Its backward for one row: d (4H) in place; acc (4H): running sums of the gain's gradient;
+// d_hat: (4H) scratch.
+template <typename scalar_t>
+inline void gate_norm_backward_row(scalar_t* __restrict__ d, const scalar_t* __restrict__ v_hat,
+                                   const scalar_t* __restrict__ rstd,
+                                   const scalar_t* __restrict__ g, scalar_t* __restrict__ d_hat,
+                                   scalar_t* __restrict__ acc, int64_t H) {
+#pragma omp simd
+  for (int64_t m = 0; m < 4 * H; ++m) {
+    acc[m] += d[m] * v_hat[m];
+    d_hat[m] = d[m] * g[m];
+  }
+  for (int64_t k = 0; k < 4; ++k)
+    normalise_backward(d_hat + k * H, v_hat + k * H, rstd[k], d + k * H, H);
+}
+
+// The input side for all rows at once: v (R, 4H), the raw W_ih x, is replaced in place by
+// LN_k(v) * gain + bias, each gate's block k normalised on its own (bias may be absent).
+// v_hat (R, 4H) and rstd (R, 4) are written into the caller's buffers for backward.
+void gate_norm_forward(Tensor v, const Tensor& gain, const std::optional<Tensor>& bias,
+                       Tensor v_hat, Tensor rstd) {
+  const int64_t R = v.size(0), G = v.size(1), H = G / 4;
+  TORCH_CHECK(v.is_contiguous() && v_hat.is_contiguous() && v_hat.sizes() == v.sizes() &&
+                  rstd.is_contiguous() && rstd.sizes() == at::IntArrayRef({R, 4}),
+              "gate_norm_forward: expected contiguous v, v_hat (R, 4H) and rstd (R, 4)");
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "rnnkit_gate_norm_forward", [&] {
+    scalar_t *V = v.data_ptr<scalar_t>(), *Vh = v_hat.data_ptr<scalar_t>();
+    scalar_t* Rs = rstd.data_ptr<scalar_t>();
+    const scalar_t* g = gain.data_ptr<scalar_t>();
+    const scalar_t* b = bias ? bias->data_ptr<scalar_t>() : nullptr;
+    for_rows(R, G, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row)
+        gate_norm_forward_row(V + row * G, Vh + row * G, Rs + 4 * row, g, b, H);
+    });
+  });
+}
+
+// Backward of gate_norm_forward: d (R, 4H), the gradient of its output, is replaced in place
+// by the gradient of v; returns the gain's gradient (4H). (The bias's is d summed over rows,
+// which the recurrent side's bias already has: both are added to the same pre-activation.)
+Tensor gate_norm_backward(Tensor d, const Tensor& v_hat, const Tensor& rstd, const Tensor& gain) {
+  const int64_t R = d.size(0), G = d.size(1), H = G / 4;
+  TORCH_CHECK(d.is_contiguous() && v_hat.is_contiguous() && v_hat.sizes() == d.sizes(),
+              "gate_norm_backward: expected contiguous d and v_hat of one shape (R, 4H)");
+  auto sums = at::zeros({at::get_num_threads(), G}, d.options());  // per-thread gain sums
+  auto scratch = at::empty({at::get_num_threads(), G}, d.options());
+  AT_DISPATCH_FLOATING_TYPES(d.scalar_type(), "rnnkit_gate_norm_backward", [&] {
+    scalar_t* D = d.data_ptr<scalar_t>();
+    const scalar_t *Vh = v_hat.data_ptr<scalar_t>(), *Rs = rstd.data_ptr<scalar_t>();
+    const scalar_t* g = gain.data_ptr<scalar_t>();
+    for_rows(R, G, [&](int64_t begin, int64_t end) {
+      scalar_t* acc = sums.data_ptr<scalar_t>() + at::get_thread_num() * G;
+      scalar_t* d_hat = scratch.data_ptr<scalar_t>() + at::get_thread_num() * G;
+      for (int64_t row = begin; row < end; ++row)
+        gate_norm_backward_row(D + row * G, Vh + row * G, Rs + 4 * row, g, d_hat, acc, H);
+    });
+  });
+  return sums.sum(0);
+}
+
 std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                     const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                     const std::optional<Tensor>& b_hh, const Tensor& g_hh,
@@ -115,20 +185,22 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
     const scalar_t* bc = b_c.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-      for (auto* buf : {&h_all, &c_all, &c_hat}) zero_rows_from((*buf)[t].data_ptr<scalar_t>(), n, B, H);
-      zero_rows_from(gates[t].data_ptr<scalar_t>(), n, B, 4 * H);
-      zero_rows_from(hh_hat[t].data_ptr<scalar_t>(), n, B, 4 * H);
-      zero_rows_from(rstd_hh[t].data_ptr<scalar_t>(), n, B, 4);
-      zero_rows_from(rstd_c[t].data_ptr<scalar_t>(), n, B, 1);
+      const int64_t r0 = t * B;  // first row of step t
+      scalar_t *G = gates.data_ptr<scalar_t>() + 4 * H * r0;
+      scalar_t *HHh = hh_hat.data_ptr<scalar_t>() + 4 * H * r0;
+      scalar_t *Rh = rstd_hh.data_ptr<scalar_t>() + 4 * r0, *Rc = rstd_c.data_ptr<scalar_t>() + r0;
+      scalar_t *Ch = c_hat.data_ptr<scalar_t>() + H * r0, *Ct = c_all.data_ptr<scalar_t>() + H * r0;
+      scalar_t *Ht = h_all.data_ptr<scalar_t>() + H * r0, *Cs = c.data_ptr<scalar_t>();
+      for (scalar_t* buf : {Ht, Ct, Ch}) zero_rows_from(buf, n, B, H);
+      zero_rows_from(G, n, B, 4 * H);
+      zero_rows_from(HHh, n, B, 4 * H);
+      zero_rows_from(Rh, n, B, 4);
+      zero_rows_from(Rc, n, B, 1);
       if (n == 0) continue;
       auto h_in = (mask ? h * *mask : h).narrow(0, 0, n);
       auto hh = gemm_nt(h_in, w_hh, w_hh_packed);  // (n, 4H), raw
-      const scalar_t* XP = xp[t].data_ptr<scalar_t>();
+      const scalar_t* XP = xp.data_ptr<scalar_t>() + 4 * H * r0;
       const scalar_t* HH = hh.data_ptr<scalar_t>();
-      scalar_t *G = gates[t].data_ptr<scalar_t>(), *HHh = hh_hat[t].data_ptr<scalar_t>();
-      scalar_t *Rh = rstd_hh[t].data_ptr<scalar_t>(), *Ch = c_hat[t].data_ptr<scalar_t>();
-      scalar_t *Rc = rstd_c[t].data_ptr<scalar_t>(), *Ct = c_all[t].data_ptr<scalar_t>();
-      scalar_t *Ht = h_all[t].data_ptr<scalar_t>(), *Cs = c.data_ptr<scalar_t>();
       for_rows(n, 4 * H, [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
           const int64_t r = b * H;
@@ -222,16 +294,20 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
     const scalar_t* bc = b_c.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-      zero_rows_from(d_gates[t].data_ptr<scalar_t>(), n, B, 4 * H);
-      zero_rows_from(d_hh[t].data_ptr<scalar_t>(), n, B, 4 * H);
+      const int64_t r0 = t * B;  // first row of step t
+      scalar_t *dG = d_gates.data_ptr<scalar_t>() + 4 * H * r0;
+      scalar_t *dHH = d_hh.data_ptr<scalar_t>() + 4 * H * r0;
+      zero_rows_from(dG, n, B, 4 * H);
+      zero_rows_from(dHH, n, B, 4 * H);
       if (n == 0) continue;
-      const scalar_t *G = gates[t].data_ptr<scalar_t>(), *C = c_all[t].data_ptr<scalar_t>();
-      const scalar_t* Cp = (t > 0 ? c_all[t - 1] : c0).data_ptr<scalar_t>();
-      const scalar_t *Ch = c_hat[t].data_ptr<scalar_t>(), *Rc = rstd_c[t].data_ptr<scalar_t>();
-      const scalar_t *HHh = hh_hat[t].data_ptr<scalar_t>(), *Rh = rstd_hh[t].data_ptr<scalar_t>();
-      const scalar_t* dHo = d_h_all[t].data_ptr<scalar_t>();
+      const scalar_t* G = gates.data_ptr<scalar_t>() + 4 * H * r0;
+      const scalar_t* C = c_all.data_ptr<scalar_t>() + H * r0;
+      const scalar_t* Cp = t > 0 ? C - H * B : c0.data_ptr<scalar_t>();
+      const scalar_t *Ch = c_hat.data_ptr<scalar_t>() + H * r0, *Rc = rstd_c.data_ptr<scalar_t>() + r0;
+      const scalar_t* HHh = hh_hat.data_ptr<scalar_t>() + 4 * H * r0;
+      const scalar_t* Rh = rstd_hh.data_ptr<scalar_t>() + 4 * r0;
+      const scalar_t* dHo = d_h_all.data_ptr<scalar_t>() + H * r0;
       scalar_t *dH = d_h.data_ptr<scalar_t>(), *dC = d_c.data_ptr<scalar_t>();
-      scalar_t *dG = d_gates[t].data_ptr<scalar_t>(), *dHH = d_hh[t].data_ptr<scalar_t>();
       scalar_t* dCr = d_c_read.data_ptr<scalar_t>();
       scalar_t* S = scratch.data_ptr<scalar_t>();
       scalar_t* A = sums.data_ptr<scalar_t>();
@@ -246,7 +322,7 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
               dCr + at::get_thread_num() * H, s, a, H);
         }
       });
-      auto d_h_prev = gemm_nt(d_hh[t].narrow(0, 0, n), w_hh_t, w_hh_t_packed);  // (n, H)
+      auto d_h_prev = gemm_nt(d_hh.view({T * B, 4 * H}).narrow(0, r0, n), w_hh_t, w_hh_t_packed);  // (n, H)
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
       d_h.narrow(0, 0, n).copy_(d_h_prev);
     }
@@ -260,5 +336,7 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_ln_forward", &rnnkit::lstm_ln_forward, "layer-norm LSTM forward");
+  m.def("gate_norm_forward", &rnnkit::gate_norm_forward, "per-gate layer norm, in place");
+  m.def("gate_norm_backward", &rnnkit::gate_norm_backward, "its backward, in place");
   m.def("lstm_ln_backward", &rnnkit::lstm_ln_backward, "layer-norm LSTM backward through time");
 }
