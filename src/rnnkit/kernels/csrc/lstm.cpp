@@ -100,19 +100,18 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
     int64_t offset = 0;  // first packed row of step t
     for (int64_t t = 0; t < T; offset += batch_sizes.empty() ? B : batch_sizes[t], ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-      auto h_in_all = mask ? h * *mask : h;
-      zero_rows_from(h_all[t].data_ptr<scalar_t>(), n, B, H);  // outputs at padded steps
-      zero_rows_from(c_all[t].data_ptr<scalar_t>(), n, B, H);  // read by the peephole gradient
+      scalar_t* Ht = h_all.data_ptr<scalar_t>() + t * B * H;
+      scalar_t* Ct = c_all.data_ptr<scalar_t>() + t * B * H;
+      zero_rows_from(Ht, n, B, H);  // outputs at padded steps
+      zero_rows_from(Ct, n, B, H);  // read by the peephole gradient
       if (n == 0) continue;
-      auto h_in = h_in_all.narrow(0, 0, n);
+      auto h_in = (mask ? h * *mask : h).narrow(0, 0, n);
       auto pre = gemm_nt(h_in, w_hh, w_hh_packed);  // (n, 4H); xp is added in the gate math
       const scalar_t* P = pre.data_ptr<scalar_t>();
       const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * 4 * H;
       scalar_t* Gt = gates.data_ptr<scalar_t>() + offset * 4 * H;
-      scalar_t* Ct = c_all[t].data_ptr<scalar_t>();
       scalar_t* Hs = h.data_ptr<scalar_t>();
       scalar_t* Cs = c.data_ptr<scalar_t>();
-      scalar_t* Ht = h_all[t].data_ptr<scalar_t>();
       for_rows(n, H, [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
           if (w_peep) {
@@ -124,9 +123,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
           }
         }
       });
-      for (int64_t b = 0; b < n; ++b) {
-        std::memcpy(Hs + b * H, Ht + b * H, sizeof(scalar_t) * H);
-      }
+      std::memcpy(Hs, Ht, sizeof(scalar_t) * n * H);
     }
   });
   return {h_all, c_all, gates, h, c};
@@ -158,9 +155,9 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
       offset -= n;
       if (n == 0) continue;
       const scalar_t* G = gates.data_ptr<scalar_t>() + offset * 4 * H;
-      const scalar_t* C = c_all[t].data_ptr<scalar_t>();
-      const scalar_t* Cp = (t > 0 ? c_all[t - 1] : c0).data_ptr<scalar_t>();
-      const scalar_t* dHo = d_h_all[t].data_ptr<scalar_t>();
+      const scalar_t* C = c_all.data_ptr<scalar_t>() + t * B * H;
+      const scalar_t* Cp = t > 0 ? C - B * H : c0.data_ptr<scalar_t>();
+      const scalar_t* dHo = d_h_all.data_ptr<scalar_t>() + t * B * H;
       scalar_t* dG = d_gates.data_ptr<scalar_t>() + offset * 4 * H;
       scalar_t* dH = d_h.data_ptr<scalar_t>();
       scalar_t* dC = d_c.data_ptr<scalar_t>();
