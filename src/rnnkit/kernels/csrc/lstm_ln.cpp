@@ -1,7 +1,8 @@
 // Layer-normalised LSTM (Ba et al. 2016, as in rnnkit.cells.lstm): the time loop and BPTT in
-// C++. The input side, LN(W_ih x) * g_ih + b_ih, depends on x alone and is computed (and
-// differentiated) by the caller for all steps at once; per step this runs the recurrent GEMM,
-// the per-gate normalisation of W_hh h, the gates, and the normalisation of the cell state.
+// C++. The caller does the input projection W_ih x for all steps in one GEMM; per step this
+// runs the recurrent GEMM, the per-gate normalisation of both sides (W_ih x and W_hh h), the
+// gates, and the normalisation of the cell state, and backward the same the other way, so each
+// row is normalised and differentiated while it is in cache.
 // Batches are sorted by decreasing length: rows [0, batch_sizes[t]) are active at step t.
 #include "common.h"
 
@@ -42,21 +43,67 @@ inline void normalise_backward(const scalar_t* __restrict__ d_hat,
   for (int64_t j = 0; j < H; ++j) d_v[j] = rstd * (d_hat[j] - s1 - v_hat[j] * s2);
 }
 
-// Forward of one row. xp: (4H) input side incl. b_ih; hh: (4H) raw W_hh h_{t-1}; c: (H) state,
-// updated in place. Saves gates (4H: i, f, g, o), hh_hat (4H), rstd_hh (4), c_hat (H), rstd_c.
+// Backward of y = normalise_k(v) * gain (+ bias) for the 4 gate blocks of one row, given
+// d_y (4H): writes d_v (4H) and adds to acc_gain (4H) and, if given, acc_bias (4H). The sums of
+// normalise_backward are taken in the same pass as the gain and bias sums.
+template <typename scalar_t>
+inline void gate_norm_backward(const scalar_t* __restrict__ d_y, const scalar_t* __restrict__ gain,
+                               const scalar_t* __restrict__ v_hat, const scalar_t* __restrict__ rstd,
+                               scalar_t* __restrict__ acc_gain, scalar_t* acc_bias,
+                               scalar_t* __restrict__ d_v, int64_t H) {
+  for (int64_t k = 0; k < 4; ++k) {
+    const scalar_t *dy = d_y + k * H, *gk = gain + k * H, *vk = v_hat + k * H;
+    scalar_t* __restrict__ ag = acc_gain + k * H;
+    scalar_t s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t j = 0; j < H; ++j) {
+      const scalar_t d_hat = dy[j] * gk[j];
+      ag[j] += dy[j] * vk[j];
+      s1 += d_hat;
+      s2 += d_hat * vk[j];
+    }
+    if (acc_bias) {
+      scalar_t* __restrict__ ab = acc_bias + k * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) ab[j] += dy[j];
+    }
+    s1 /= H;
+    s2 /= H;
+    const scalar_t r = rstd[k];
+    scalar_t* __restrict__ out = d_v + k * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) out[j] = r * (dy[j] * gk[j] - s1 - vk[j] * s2);
+  }
+}
+
+// The parameters of the normalisation, as raw pointers (biases may be null).
+template <typename scalar_t>
+struct NormParams {
+  const scalar_t *g_ih, *b_ih, *g_hh, *b_hh, *g_c, *b_c, *w_peep;
+};
+
+// Forward of one row. xp: (4H) raw W_ih x; hh: (4H) raw W_hh h_{t-1}; c: (H) state, updated in
+// place. Saves x_hat, hh_hat (4H each), rstd_ih, rstd_hh (4 each), gates (4H: activated i, f,
+// g, o), c_hat (H), rstd_c.
 template <bool kPeephole, typename scalar_t>
 inline void ln_forward_row(const scalar_t* __restrict__ xp, const scalar_t* __restrict__ hh,
-                           const scalar_t* __restrict__ g_hh, const scalar_t* b_hh,
-                           const scalar_t* __restrict__ g_c, const scalar_t* __restrict__ b_c,
-                           const scalar_t* w_peep, scalar_t* __restrict__ c,
-                           scalar_t* __restrict__ gates, scalar_t* __restrict__ hh_hat,
-                           scalar_t* __restrict__ rstd_hh, scalar_t* __restrict__ c_hat,
+                           const NormParams<scalar_t>& p, scalar_t* __restrict__ c,
+                           scalar_t* __restrict__ x_hat, scalar_t* __restrict__ rstd_ih,
+                           scalar_t* __restrict__ hh_hat, scalar_t* __restrict__ rstd_hh,
+                           scalar_t* __restrict__ gates, scalar_t* __restrict__ c_hat,
                            scalar_t* __restrict__ rstd_c, scalar_t* __restrict__ c_out,
                            scalar_t* __restrict__ h_out, int64_t H) {
-  for (int64_t k = 0; k < 4; ++k) rstd_hh[k] = normalise(hh + k * H, hh_hat + k * H, H);
+  for (int64_t k = 0; k < 4; ++k) {
+    rstd_ih[k] = normalise(xp + k * H, x_hat + k * H, H);
+    rstd_hh[k] = normalise(hh + k * H, hh_hat + k * H, H);
+  }
+  const scalar_t *g_ih = p.g_ih, *g_hh = p.g_hh, *b_ih = p.b_ih, *b_hh = p.b_hh;
+  const scalar_t *w_peep = p.w_peep, *g_c = p.g_c, *b_c = p.b_c;
   scalar_t* __restrict__ pre = gates;  // pre-activations first, activated in place below
 #pragma omp simd
-  for (int64_t m = 0; m < 4 * H; ++m) pre[m] = xp[m] + hh_hat[m] * g_hh[m] + (b_hh ? b_hh[m] : 0);
+  for (int64_t m = 0; m < 4 * H; ++m)
+    pre[m] = (x_hat[m] * g_ih[m] + (b_ih ? b_ih[m] : 0)) +
+             (hh_hat[m] * g_hh[m] + (b_hh ? b_hh[m] : 0));
 #pragma omp simd
   for (int64_t j = 0; j < H; ++j) {
     const scalar_t c_prev = c[j];
@@ -83,154 +130,99 @@ inline void ln_forward_row(const scalar_t* __restrict__ xp, const scalar_t* __re
   }
 }
 
-// One row of the input side's normalisation (see gate_norm_forward); v: (4H), in place.
-template <typename scalar_t>
-inline void gate_norm_forward_row(scalar_t* __restrict__ v, scalar_t* __restrict__ v_hat,
-                                  scalar_t* __restrict__ rstd, const scalar_t* __restrict__ g,
-                                  const scalar_t* b, int64_t H) {
-  for (int64_t k = 0; k < 4; ++k) rstd[k] = normalise(v + k * H, v_hat + k * H, H);
-#pragma omp simd
-  for (int64_t m = 0; m < 4 * H; ++m) v[m] = v_hat[m] * g[m] + (b ? b[m] : 0);
-}
-
-// Its backward for one row: d (4H) in place; acc (4H): running sums of the gain's gradient;
-// d_hat: (4H) scratch.
-template <typename scalar_t>
-inline void gate_norm_backward_row(scalar_t* __restrict__ d, const scalar_t* __restrict__ v_hat,
-                                   const scalar_t* __restrict__ rstd,
-                                   const scalar_t* __restrict__ g, scalar_t* __restrict__ d_hat,
-                                   scalar_t* __restrict__ acc, int64_t H) {
-#pragma omp simd
-  for (int64_t m = 0; m < 4 * H; ++m) {
-    acc[m] += d[m] * v_hat[m];
-    d_hat[m] = d[m] * g[m];
-  }
-  for (int64_t k = 0; k < 4; ++k)
-    normalise_backward(d_hat + k * H, v_hat + k * H, rstd[k], d + k * H, H);
-}
-
-// The input side for all rows at once: v (R, 4H), the raw W_ih x, is replaced in place by
-// LN_k(v) * gain + bias, each gate's block k normalised on its own (bias may be absent).
-// v_hat (R, 4H) and rstd (R, 4) are written into the caller's buffers for backward.
-void gate_norm_forward(Tensor v, const Tensor& gain, const std::optional<Tensor>& bias,
-                       Tensor v_hat, Tensor rstd) {
-  const int64_t R = v.size(0), G = v.size(1), H = G / 4;
-  TORCH_CHECK(v.is_contiguous() && v_hat.is_contiguous() && v_hat.sizes() == v.sizes() &&
-                  rstd.is_contiguous() && rstd.sizes() == at::IntArrayRef({R, 4}),
-              "gate_norm_forward: expected contiguous v, v_hat (R, 4H) and rstd (R, 4)");
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "rnnkit_gate_norm_forward", [&] {
-    scalar_t *V = v.data_ptr<scalar_t>(), *Vh = v_hat.data_ptr<scalar_t>();
-    scalar_t* Rs = rstd.data_ptr<scalar_t>();
-    const scalar_t* g = gain.data_ptr<scalar_t>();
-    const scalar_t* b = bias ? bias->data_ptr<scalar_t>() : nullptr;
-    for_rows(R, G, [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row)
-        gate_norm_forward_row(V + row * G, Vh + row * G, Rs + 4 * row, g, b, H);
-    });
-  });
-}
-
-// Backward of gate_norm_forward: d (R, 4H), the gradient of its output, is replaced in place
-// by the gradient of v; returns the gain's gradient (4H). (The bias's is d summed over rows,
-// which the recurrent side's bias already has: both are added to the same pre-activation.)
-Tensor gate_norm_backward(Tensor d, const Tensor& v_hat, const Tensor& rstd, const Tensor& gain) {
-  const int64_t R = d.size(0), G = d.size(1), H = G / 4;
-  TORCH_CHECK(d.is_contiguous() && v_hat.is_contiguous() && v_hat.sizes() == d.sizes(),
-              "gate_norm_backward: expected contiguous d and v_hat of one shape (R, 4H)");
-  auto sums = at::zeros({at::get_num_threads(), G}, d.options());  // per-thread gain sums
-  auto scratch = at::empty({at::get_num_threads(), G}, d.options());
-  AT_DISPATCH_FLOATING_TYPES(d.scalar_type(), "rnnkit_gate_norm_backward", [&] {
-    scalar_t* D = d.data_ptr<scalar_t>();
-    const scalar_t *Vh = v_hat.data_ptr<scalar_t>(), *Rs = rstd.data_ptr<scalar_t>();
-    const scalar_t* g = gain.data_ptr<scalar_t>();
-    for_rows(R, G, [&](int64_t begin, int64_t end) {
-      scalar_t* acc = sums.data_ptr<scalar_t>() + at::get_thread_num() * G;
-      scalar_t* d_hat = scratch.data_ptr<scalar_t>() + at::get_thread_num() * G;
-      for (int64_t row = begin; row < end; ++row)
-        gate_norm_backward_row(D + row * G, Vh + row * G, Rs + 4 * row, g, d_hat, acc, H);
-    });
-  });
-  return sums.sum(0);
-}
-
+// xp: (T, B, 4H) raw W_ih x; h0, c0: (B, H); w_hh: (4H, H); g_ih, g_hh: (4H) gains, b_ih,
+// b_hh: (4H) biases (or none); g_c, b_c: (H) the cell state's gain and bias; peephole: (3, H);
+// mask: (B, H) recurrent dropout. saved: the caller's buffers for what backward reads (reused
+// across calls by the caller): c_all (T, B, H), gates (T, B, 4H), x_hat (T, B, 4H), rstd_ih
+// (T, B, 4), hh_hat (T, B, 4H), rstd_hh (T, B, 4), c_hat (T, B, H), rstd_c (T, B).
+// Returns h_all (T, B, H), the saved buffers filled, h_n, c_n.
 std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                     const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
-                                    const std::optional<Tensor>& b_hh, const Tensor& g_hh,
+                                    const Tensor& g_ih, const std::optional<Tensor>& b_ih,
+                                    const Tensor& g_hh, const std::optional<Tensor>& b_hh,
                                     const Tensor& g_c, const Tensor& b_c,
                                     const std::optional<Tensor>& peephole,
                                     const std::optional<Tensor>& mask,
                                     const std::vector<int64_t>& batch_sizes,
                                     const std::vector<Tensor>& saved) {
-  // saved: the caller's buffers for what backward reads (reused across calls by the caller):
-  // c_all (T, B, H), gates (T, B, 4H), hh_hat (T, B, 4H), rstd_hh (T, B, 4), c_hat (T, B, H),
-  // rstd_c (T, B).
   const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1);
-  const std::vector<std::vector<int64_t>> shapes = {{T, B, H}, {T, B, 4 * H}, {T, B, 4 * H},
-                                                    {T, B, 4}, {T, B, H}, {T, B}};
-  TORCH_CHECK(saved.size() == shapes.size(), "lstm_ln_forward: expected 6 saved buffers");
+  TORCH_CHECK(xp.is_contiguous(), "lstm_ln_forward: xp must be contiguous");
+  const std::vector<std::vector<int64_t>> shapes = {{T, B, H},     {T, B, 4 * H}, {T, B, 4 * H},
+                                                    {T, B, 4},     {T, B, 4 * H}, {T, B, 4},
+                                                    {T, B, H},     {T, B}};
+  TORCH_CHECK(saved.size() == shapes.size(), "lstm_ln_forward: expected 8 saved buffers");
   for (size_t k = 0; k < shapes.size(); ++k)
     TORCH_CHECK(saved[k].is_contiguous() && saved[k].sizes() == at::IntArrayRef(shapes[k]) &&
                     saved[k].scalar_type() == xp.scalar_type(),
                 "lstm_ln_forward: saved buffer ", k, " must be contiguous, shaped ", shapes[k]);
   auto h_all = at::empty({T, B, H}, h0.options());
-  auto c_all = saved[0], gates = saved[1], hh_hat = saved[2], rstd_hh = saved[3];
-  auto c_hat = saved[4], rstd_c = saved[5];
   auto h = h0.clone();
   auto c = c0.clone();
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_ln_forward", [&] {
-    const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
-    const scalar_t* bh = b_hh ? b_hh->data_ptr<scalar_t>() : nullptr;
-    const scalar_t* gh = g_hh.data_ptr<scalar_t>();
-    const scalar_t* gc = g_c.data_ptr<scalar_t>();
-    const scalar_t* bc = b_c.data_ptr<scalar_t>();
+    const NormParams<scalar_t> p{
+        g_ih.data_ptr<scalar_t>(), b_ih ? b_ih->data_ptr<scalar_t>() : nullptr,
+        g_hh.data_ptr<scalar_t>(), b_hh ? b_hh->data_ptr<scalar_t>() : nullptr,
+        g_c.data_ptr<scalar_t>(),  b_c.data_ptr<scalar_t>(),
+        peephole ? peephole->data_ptr<scalar_t>() : nullptr};
+    scalar_t *Ca = saved[0].data_ptr<scalar_t>(), *Ga = saved[1].data_ptr<scalar_t>();
+    scalar_t *Xh = saved[2].data_ptr<scalar_t>(), *Ri = saved[3].data_ptr<scalar_t>();
+    scalar_t *HHh = saved[4].data_ptr<scalar_t>(), *Rh = saved[5].data_ptr<scalar_t>();
+    scalar_t *Chat = saved[6].data_ptr<scalar_t>(), *Rc = saved[7].data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       const int64_t r0 = t * B;  // first row of step t
-      scalar_t *G = gates.data_ptr<scalar_t>() + 4 * H * r0;
-      scalar_t *HHh = hh_hat.data_ptr<scalar_t>() + 4 * H * r0;
-      scalar_t *Rh = rstd_hh.data_ptr<scalar_t>() + 4 * r0, *Rc = rstd_c.data_ptr<scalar_t>() + r0;
-      scalar_t *Ch = c_hat.data_ptr<scalar_t>() + H * r0, *Ct = c_all.data_ptr<scalar_t>() + H * r0;
-      scalar_t *Ht = h_all.data_ptr<scalar_t>() + H * r0, *Cs = c.data_ptr<scalar_t>();
+      scalar_t *Ht = h_all.data_ptr<scalar_t>() + H * r0, *Ct = Ca + H * r0, *Ch = Chat + H * r0;
+      scalar_t *Gt = Ga + 4 * H * r0, *Xt = Xh + 4 * H * r0, *HHt = HHh + 4 * H * r0;
+      scalar_t *Rit = Ri + 4 * r0, *Rht = Rh + 4 * r0, *Rct = Rc + r0;
       for (scalar_t* buf : {Ht, Ct, Ch}) zero_rows_from(buf, n, B, H);
-      zero_rows_from(G, n, B, 4 * H);
-      zero_rows_from(HHh, n, B, 4 * H);
-      zero_rows_from(Rh, n, B, 4);
-      zero_rows_from(Rc, n, B, 1);
+      for (scalar_t* buf : {Gt, Xt, HHt}) zero_rows_from(buf, n, B, 4 * H);
+      for (scalar_t* buf : {Rit, Rht}) zero_rows_from(buf, n, B, 4);
+      zero_rows_from(Rct, n, B, 1);
       if (n == 0) continue;
       auto h_in = (mask ? h * *mask : h).narrow(0, 0, n);
       auto hh = gemm_nt(h_in, w_hh, w_hh_packed);  // (n, 4H), raw
       const scalar_t* XP = xp.data_ptr<scalar_t>() + 4 * H * r0;
       const scalar_t* HH = hh.data_ptr<scalar_t>();
+      scalar_t* Cs = c.data_ptr<scalar_t>();
       for_rows(n, 4 * H, [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
           const int64_t r = b * H;
-          auto row = w_peep ? ln_forward_row<true, scalar_t> : ln_forward_row<false, scalar_t>;
-          row(XP + 4 * r, HH + 4 * r, gh, bh, gc, bc, w_peep, Cs + r, G + 4 * r, HHh + 4 * r,
-              Rh + 4 * b, Ch + r, Rc + b, Ct + r, Ht + r, H);
+          auto row = p.w_peep ? ln_forward_row<true, scalar_t> : ln_forward_row<false, scalar_t>;
+          row(XP + 4 * r, HH + 4 * r, p, Cs + r, Xt + 4 * r, Rit + 4 * b, HHt + 4 * r,
+              Rht + 4 * b, Gt + 4 * r, Ch + r, Rct + b, Ct + r, Ht + r, H);
         }
       });
       std::memcpy(h.data_ptr<scalar_t>(), Ht, sizeof(scalar_t) * n * H);
     }
   });
-  return {h_all, c_all, gates, hh_hat, rstd_hh, c_hat, rstd_c, h, c};
+  return {h_all, h, c};
 }
 
-// Backward of one row. Writes d_gates (4H: gradient of the gate pre-activations, which is also
-// that of xp and b_hh), d_hh (4H: gradient of the raw W_hh h), uses d_c_read (H: gradient of
-// the normalised cell state after its gain and bias) and updates d_c and the sums in acc.
+// Per-thread running sums of the parameter gradients in backward, at these offsets (units of
+// H) into one row of 17H: gains of both sides, the bias, the cell state's gain and bias, and
+// the peepholes.
+constexpr int64_t kSumGih = 0, kSumGhh = 4, kSumB = 8, kSumGc = 12, kSumBc = 13, kSumPeep = 14,
+                  kSumRow = 17;
+
+// Backward of one row: from d h_t (output gradient d_out plus the carried d_h) and the carried
+// d c_t, writes d_xp and d_hh (4H each: gradients of the raw W_ih x and W_hh h_{t-1}), updates
+// d_c to d c_{t-1} and adds to the sums in acc (kSumRow H). scratch: 7H per thread.
 template <bool kPeephole, typename scalar_t>
 inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ c,
                             const scalar_t* __restrict__ c_prev, const scalar_t* __restrict__ c_hat,
-                            scalar_t rstd_c, const scalar_t* __restrict__ hh_hat,
-                            const scalar_t* __restrict__ rstd_hh, const scalar_t* __restrict__ g_hh,
-                            const scalar_t* __restrict__ g_c, const scalar_t* __restrict__ b_c,
-                            const scalar_t* w_peep, const scalar_t* __restrict__ d_out,
-                            const scalar_t* __restrict__ d_h, scalar_t* __restrict__ d_c,
-                            scalar_t* __restrict__ d_g, scalar_t* __restrict__ d_hh,
-                            scalar_t* __restrict__ d_c_read, scalar_t* scratch,
+                            scalar_t rstd_c, const scalar_t* __restrict__ x_hat,
+                            const scalar_t* __restrict__ rstd_ih,
+                            const scalar_t* __restrict__ hh_hat,
+                            const scalar_t* __restrict__ rstd_hh, const NormParams<scalar_t>& p,
+                            const scalar_t* __restrict__ d_out, const scalar_t* __restrict__ d_h,
+                            scalar_t* __restrict__ d_c, scalar_t* __restrict__ d_xp,
+                            scalar_t* __restrict__ d_hh, scalar_t* __restrict__ scratch,
                             scalar_t* __restrict__ acc, int64_t H) {
-  // scratch: 2H per thread; acc: this thread's running sums of the gain and bias gradients,
-  // [g_hh (4H), b_hh (4H), g_c (H), b_c (H)].
+  const scalar_t *g_c = p.g_c, *b_c = p.b_c, *w_peep = p.w_peep;
+  scalar_t* __restrict__ d_g = scratch;            // (4H) gradient of the pre-activations
+  scalar_t* __restrict__ d_c_hat = scratch + 4 * H;  // (H)
+  scalar_t* __restrict__ d_c_ln = scratch + 5 * H;   // (H)
+  scalar_t* __restrict__ d_c_read = scratch + 6 * H;  // (H) of the normalised cell state
 #pragma omp simd
   for (int64_t j = 0; j < H; ++j) {
     const scalar_t o = g[3 * H + j];
@@ -238,105 +230,105 @@ inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __re
     const scalar_t dh = d_out[j] + d_h[j];
     d_g[3 * H + j] = dh * tc * o * (1 - o);
     d_c_read[j] = dh * o * (1 - tc * tc);
-    scratch[j] = d_c_read[j] * g_c[j];  // gradient of c_hat
-    acc[8 * H + j] += d_c_read[j] * c_hat[j];
-    acc[9 * H + j] += d_c_read[j];
+    d_c_hat[j] = d_c_read[j] * g_c[j];
+    acc[kSumGc * H + j] += d_c_read[j] * c_hat[j];
+    acc[kSumBc * H + j] += d_c_read[j];
   }
-  scalar_t* __restrict__ d_c_ln = scratch + H;
-  normalise_backward(scratch, c_hat, rstd_c, d_c_ln, H);  // gradient of c_t through the LN
+  normalise_backward(d_c_hat, c_hat, rstd_c, d_c_ln, H);  // gradient of c_t through the LN
 #pragma omp simd
   for (int64_t j = 0; j < H; ++j) {
-    const scalar_t i = g[j], f = g[H + j], gg = g[2 * H + j];
+    const scalar_t i = g[j], f = g[H + j], gg = g[2 * H + j], d_o = d_g[3 * H + j];
     scalar_t dc = d_c[j] + d_c_ln[j];
-    if constexpr (kPeephole) dc += d_g[3 * H + j] * w_peep[2 * H + j];
+    if constexpr (kPeephole) dc += d_o * w_peep[2 * H + j];
     const scalar_t di = dc * gg * i * (1 - i), df = dc * c_prev[j] * f * (1 - f);
     scalar_t dc_prev = dc * f;
-    if constexpr (kPeephole) dc_prev += di * w_peep[j] + df * w_peep[H + j];
+    if constexpr (kPeephole) {
+      dc_prev += di * w_peep[j] + df * w_peep[H + j];
+      acc[kSumPeep * H + j] += di * c_prev[j];
+      acc[(kSumPeep + 1) * H + j] += df * c_prev[j];
+      acc[(kSumPeep + 2) * H + j] += d_o * c[j];
+    }
     d_g[j] = di;
     d_g[H + j] = df;
     d_g[2 * H + j] = dc * i * (1 - gg * gg);
     d_c[j] = dc_prev;
   }
-#pragma omp simd
-  for (int64_t m = 0; m < 4 * H; ++m) {
-    acc[m] += d_g[m] * hh_hat[m];
-    acc[4 * H + m] += d_g[m];
-  }
-  for (int64_t k = 0; k < 4; ++k) {
-#pragma omp simd
-    for (int64_t j = 0; j < H; ++j) scratch[j] = d_g[k * H + j] * g_hh[k * H + j];
-    normalise_backward(scratch, hh_hat + k * H, rstd_hh[k], d_hh + k * H, H);
-  }
+  // b_ih and b_hh are added to the same pre-activation: one bias sum serves both.
+  gate_norm_backward(d_g, p.g_ih, x_hat, rstd_ih, acc + kSumGih * H,
+                     static_cast<scalar_t*>(nullptr), d_xp, H);
+  gate_norm_backward(d_g, p.g_hh, hh_hat, rstd_hh, acc + kSumGhh * H, acc + kSumB * H, d_hh, H);
 }
 
+// Backward through time, reading what lstm_ln_forward saved. d_h_all: (T, B, H) gradient of
+// the outputs; d_h_n, d_c_n: (B, H). Returns d_xp, d_hh (T, B, 4H) (the caller turns them into
+// the input and weight gradients with GEMMs over all steps), d_h0, d_c0, and the gradients of
+// g_ih, g_hh, the bias (4H each; the same for b_ih and b_hh), g_c, b_c (H each) and the
+// peepholes (3, H; undefined without them).
 std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
-                                     const Tensor& d_c_n, const Tensor& gates,
-                                     const Tensor& c_all, const Tensor& c0, const Tensor& hh_hat,
-                                     const Tensor& rstd_hh, const Tensor& c_hat,
-                                     const Tensor& rstd_c, const Tensor& w_hh,
+                                     const Tensor& d_c_n, const Tensor& c0,
+                                     const std::vector<Tensor>& saved, const Tensor& w_hh,
                                      const std::optional<Tensor>& w_hh_t_packed,
-                                     const Tensor& g_hh, const Tensor& g_c, const Tensor& b_c,
-                                     const std::optional<Tensor>& peephole,
+                                     const Tensor& g_ih, const Tensor& g_hh, const Tensor& g_c,
+                                     const Tensor& b_c, const std::optional<Tensor>& peephole,
                                      const std::optional<Tensor>& mask,
                                      const std::vector<int64_t>& batch_sizes) {
+  TORCH_CHECK(saved.size() == 8, "lstm_ln_backward: expected the 8 buffers of lstm_ln_forward");
+  const Tensor &c_all = saved[0], &gates = saved[1];
   const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
-  auto d_gates = at::empty_like(gates);
+  auto d_xp = at::empty_like(gates);
   auto d_hh = at::empty_like(gates);
-  auto d_c_read = at::empty({at::get_num_threads(), H}, c_all.options());  // per-thread row
-  auto scratch = at::empty({at::get_num_threads(), 2 * H}, c0.options());
-  auto sums = at::zeros({at::get_num_threads(), 10 * H}, c0.options());  // per-thread sums
+  const int64_t threads = at::get_num_threads();
+  auto scratch = at::empty({threads, 7 * H}, c0.options());
+  auto sums = at::zeros({threads, kSumRow * H}, c0.options());
   auto d_h = d_h_n.clone();
   auto d_c = d_c_n.clone();
   auto w_hh_t = w_hh.t();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_ln_backward", [&] {
-    const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
-    const scalar_t *gh = g_hh.data_ptr<scalar_t>(), *gc = g_c.data_ptr<scalar_t>();
-    const scalar_t* bc = b_c.data_ptr<scalar_t>();
+    const NormParams<scalar_t> p{g_ih.data_ptr<scalar_t>(), nullptr, g_hh.data_ptr<scalar_t>(),
+                                 nullptr, g_c.data_ptr<scalar_t>(), b_c.data_ptr<scalar_t>(),
+                                 peephole ? peephole->data_ptr<scalar_t>() : nullptr};
+    const scalar_t *Ca = saved[0].data_ptr<scalar_t>(), *Ga = saved[1].data_ptr<scalar_t>();
+    const scalar_t *Xh = saved[2].data_ptr<scalar_t>(), *Ri = saved[3].data_ptr<scalar_t>();
+    const scalar_t *HHh = saved[4].data_ptr<scalar_t>(), *Rh = saved[5].data_ptr<scalar_t>();
+    const scalar_t *Chat = saved[6].data_ptr<scalar_t>(), *Rc = saved[7].data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       const int64_t r0 = t * B;  // first row of step t
-      scalar_t *dG = d_gates.data_ptr<scalar_t>() + 4 * H * r0;
+      scalar_t *dX = d_xp.data_ptr<scalar_t>() + 4 * H * r0;
       scalar_t *dHH = d_hh.data_ptr<scalar_t>() + 4 * H * r0;
-      zero_rows_from(dG, n, B, 4 * H);
+      zero_rows_from(dX, n, B, 4 * H);
       zero_rows_from(dHH, n, B, 4 * H);
       if (n == 0) continue;
-      const scalar_t* G = gates.data_ptr<scalar_t>() + 4 * H * r0;
-      const scalar_t* C = c_all.data_ptr<scalar_t>() + H * r0;
+      const scalar_t* C = Ca + H * r0;
       const scalar_t* Cp = t > 0 ? C - H * B : c0.data_ptr<scalar_t>();
-      const scalar_t *Ch = c_hat.data_ptr<scalar_t>() + H * r0, *Rc = rstd_c.data_ptr<scalar_t>() + r0;
-      const scalar_t* HHh = hh_hat.data_ptr<scalar_t>() + 4 * H * r0;
-      const scalar_t* Rh = rstd_hh.data_ptr<scalar_t>() + 4 * r0;
       const scalar_t* dHo = d_h_all.data_ptr<scalar_t>() + H * r0;
       scalar_t *dH = d_h.data_ptr<scalar_t>(), *dC = d_c.data_ptr<scalar_t>();
-      scalar_t* dCr = d_c_read.data_ptr<scalar_t>();
-      scalar_t* S = scratch.data_ptr<scalar_t>();
-      scalar_t* A = sums.data_ptr<scalar_t>();
       for_rows(n, 4 * H, [&](int64_t begin, int64_t end) {
-        scalar_t* s = S + at::get_thread_num() * 2 * H;
-        scalar_t* a = A + at::get_thread_num() * 10 * H;
+        scalar_t* s = scratch.data_ptr<scalar_t>() + at::get_thread_num() * 7 * H;
+        scalar_t* a = sums.data_ptr<scalar_t>() + at::get_thread_num() * kSumRow * H;
         for (int64_t b = begin; b < end; ++b) {
-          const int64_t r = b * H;
-          auto row = w_peep ? ln_backward_row<true, scalar_t> : ln_backward_row<false, scalar_t>;
-          row(G + 4 * r, C + r, Cp + r, Ch + r, Rc[b], HHh + 4 * r, Rh + 4 * b, gh, gc, bc,
-              w_peep, dHo + r, dH + r, dC + r, dG + 4 * r, dHH + 4 * r,
-              dCr + at::get_thread_num() * H, s, a, H);
+          const int64_t r = b * H, q = r0 + b;  // q: the row in the saved buffers
+          auto row = p.w_peep ? ln_backward_row<true, scalar_t> : ln_backward_row<false, scalar_t>;
+          row(Ga + 4 * H * q, C + r, Cp + r, Chat + H * q, Rc[q], Xh + 4 * H * q, Ri + 4 * q,
+              HHh + 4 * H * q, Rh + 4 * q, p, dHo + r, dH + r, dC + r, dX + 4 * r, dHH + 4 * r,
+              s, a, H);
         }
       });
-      auto d_h_prev = gemm_nt(d_hh.view({T * B, 4 * H}).narrow(0, r0, n), w_hh_t, w_hh_t_packed);  // (n, H)
+      auto d_h_prev = gemm_nt(d_hh.view({T * B, 4 * H}).narrow(0, r0, n), w_hh_t, w_hh_t_packed);
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
       d_h.narrow(0, 0, n).copy_(d_h_prev);
     }
   });
-  auto total = sums.sum(0);  // [g_hh, b_hh, g_c, b_c] gradients
-  return {d_gates, d_hh, d_h, d_c, total.narrow(0, 0, 4 * H), total.narrow(0, 4 * H, 4 * H),
-          total.narrow(0, 8 * H, H), total.narrow(0, 9 * H, H)};
+  auto total = sums.sum(0);
+  auto part = [&](int64_t at, int64_t len) { return total.narrow(0, at * H, len * H); };
+  auto d_peephole = peephole ? part(kSumPeep, 3).view({3, H}) : at::Tensor();
+  return {d_xp, d_hh, d_h, d_c, part(kSumGih, 4), part(kSumGhh, 4), part(kSumB, 4),
+          part(kSumGc, 1), part(kSumBc, 1), d_peephole};
 }
 
 }  // namespace rnnkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_ln_forward", &rnnkit::lstm_ln_forward, "layer-norm LSTM forward");
-  m.def("gate_norm_forward", &rnnkit::gate_norm_forward, "per-gate layer norm, in place");
-  m.def("gate_norm_backward", &rnnkit::gate_norm_backward, "its backward, in place");
   m.def("lstm_ln_backward", &rnnkit::lstm_ln_backward, "layer-norm LSTM backward through time");
 }
