@@ -32,8 +32,8 @@ CHUNK_BYTES = 16 << 20  # bytes of gate gradients per block of rows in the weigh
 def previous_states(h0: Tensor, h_all: Tensor, mask: Tensor | None, rows: Tensor | None):
     """h_{t-1} of packed rows [n0, n1), as the recurrent weights saw it: a function
     (n0, n1) -> (n1 - n0, H). Without lengths or a mask it slices h0 and h_all (no copy of the
-    whole shifted sequence); otherwise it gathers and masks the rows once."""
-    B, H = h0.shape
+    whole shifted sequence); otherwise it builds the shifted, masked rows once."""
+    T, B, H = h_all.shape
     if mask is None and rows is None:
         flat = h_all.view(-1, H)
 
@@ -43,12 +43,16 @@ def previous_states(h0: Tensor, h_all: Tensor, mask: Tensor | None, rows: Tensor
             return torch.cat([h0, flat[: n1 - B]])
 
         return rows_of
-    h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]]).view(-1, H)  # (T*B, H)
+    h_prev = h_all.new_empty(T, B, H)
+    if mask is None:
+        h_prev[0] = h0
+        h_prev[1:] = h_all[:-1]
+    else:  # shifted and masked in one pass (the mask (B, H) is the same at every step)
+        torch.mul(h0, mask, out=h_prev[0])
+        torch.mul(h_all[:-1], mask, out=h_prev[1:])
+    h_prev = h_prev.view(-1, H)
     if rows is not None:
         h_prev = h_prev.index_select(0, rows)
-    if mask is not None:
-        batch_index = (rows if rows is not None else torch.arange(h_prev.shape[0])) % B
-        h_prev = h_prev * mask.index_select(0, batch_index.to(mask.device))
     return lambda n0, n1: h_prev[n0:n1]
 
 
