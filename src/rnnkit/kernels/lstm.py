@@ -32,7 +32,7 @@ CHUNK_BYTES = 16 << 20  # bytes of gate gradients per block of rows in the weigh
 def previous_states(h0: Tensor, h_all: Tensor, mask: Tensor | None, rows: Tensor | None):
     """h_{t-1} of packed rows [n0, n1), as the recurrent weights saw it: a function
     (n0, n1) -> (n1 - n0, H). Without lengths or a mask it slices h0 and h_all (no copy of the
-    whole shifted sequence); otherwise it builds the shifted, masked rows once."""
+    whole shifted sequence); otherwise it builds the shifted, masked or gathered rows once."""
     T, B, H = h_all.shape
     if mask is None and rows is None:
         flat = h_all.view(-1, H)
@@ -43,16 +43,18 @@ def previous_states(h0: Tensor, h_all: Tensor, mask: Tensor | None, rows: Tensor
             return torch.cat([h0, flat[: n1 - B]])
 
         return rows_of
-    h_prev = h_all.new_empty(T, B, H)
-    if mask is None:
-        h_prev[0] = h0
-        h_prev[1:] = h_all[:-1]
-    else:  # shifted and masked in one pass (the mask (B, H) is the same at every step)
+    if rows is None:  # shifted and masked in one pass (the mask (B, H) is the same every step)
+        h_prev = h_all.new_empty(T, B, H)
         torch.mul(h0, mask, out=h_prev[0])
         torch.mul(h_all[:-1], mask, out=h_prev[1:])
-    h_prev = h_prev.view(-1, H)
-    if rows is not None:
-        h_prev = h_prev.index_select(0, rows)
+        h_prev = h_prev.view(-1, H)
+    else:  # gathered: step 0's rows [0, first) from h0, the others from h_all one step back
+        first = int((rows < B).sum())
+        h_prev = h_all.new_empty(rows.numel(), H)
+        h_prev[:first] = h0[:first]
+        torch.index_select(h_all.view(-1, H), 0, rows[first:] - B, out=h_prev[first:])
+        if mask is not None:
+            h_prev.mul_(mask.index_select(0, rows % B))
     return lambda n0, n1: h_prev[n0:n1]
 
 
