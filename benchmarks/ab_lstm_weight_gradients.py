@@ -66,8 +66,7 @@ def compare(label: str, layer: torch.nn.Module, x: Tensor, rounds: int) -> None:
         use(METHODS["current"])
     now, before = (1e3 * statistics.median(times[name]) for name in METHODS)
     diff = max(
-        ((a - b).abs().max() / b.abs().max()).item()
-        for a, b in zip(*grads.values(), strict=True)
+        ((a - b).abs().max() / b.abs().max()).item() for a, b in zip(*grads.values(), strict=True)
     )
     print(
         f"{label}: current {now:.1f} ms, transposed copy {before:.1f} ms per training step "
