@@ -11,6 +11,7 @@ difference between the two methods' weight gradients.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Any
@@ -79,7 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    heap = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, heap settings {heap}")
     for config, (B, T, I, H, L), rounds in (
         ("a", (32, 128, 128, 256, 1), args.rounds),
         ("b", (64, 256, 256, 512, 2), max(3, args.rounds // 3)),
