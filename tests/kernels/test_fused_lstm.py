@@ -12,6 +12,7 @@ from rnnkit.kernels import gemm
 from rnnkit.kernels import lstm as lstm_kernel
 from rnnkit.kernels import lstm_ln as lstm_ln_kernel
 from rnnkit.kernels.build import load_extension
+from rnnkit.kernels.heap import glibc_default_heap
 from tests.helpers import assert_close
 
 OPTIONS = [
@@ -157,10 +158,13 @@ def test_backend_reports_each_kernel():
     assert all(load_extension(name) is not None for name in [*kernels.KERNELS, "stream"])
     assert all("C++ time loop" in report[name] for name in kernels.KERNELS)
     assert report["stream"].startswith("C++ step of the whole stack")
+    if glibc_default_heap():
+        lstm, heap = "LSTM: rnnkit's kernel to train, torch.nn's to infer", "glibc's default heap"
+    else:
+        lstm, heap = "LSTM: torch.nn's to train and infer", "a heap that keeps freed memory"
     assert report["plain layers"] == (
-        "RNN: rnnkit's kernel to train, torch.nn's to infer; LSTM: torch.nn's to train and "
-        "infer; GRU: rnnkit's kernel to train and infer (rnnkit-only options and lengths=: "
-        "rnnkit's)"
+        f"RNN: rnnkit's kernel to train, torch.nn's to infer; {lstm}; GRU: rnnkit's kernel to "
+        f"train and infer (rnnkit-only options and lengths=: rnnkit's; LSTM train for {heap})"
     )
 
 

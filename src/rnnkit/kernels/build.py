@@ -107,6 +107,7 @@ def backend() -> dict[str, str]:
     """
     from ..layers.torch_compat import GRU, LSTM, RNN
     from . import KERNELS
+    from .heap import glibc_default_heap
 
     report = {}
     gemm = "oneDNN GEMMs" if onednn_available() else "ATen GEMMs"
@@ -127,5 +128,8 @@ def backend() -> dict[str, str]:
         parts = [f"rnnkit's kernel to {' and '.join(ours)}"] if ours else []
         parts += [f"torch.nn's to {' and '.join(theirs)}"] if theirs else []
         plain.append(f"{cls.__name__}: {', '.join(parts)}")
-    report["plain layers"] = "; ".join(plain) + " (rnnkit-only options and lengths=: rnnkit's)"
+    heap = "glibc's default heap" if glibc_default_heap() else "a heap that keeps freed memory"
+    report["plain layers"] = (
+        "; ".join(plain) + f" (rnnkit-only options and lengths=: rnnkit's; LSTM train for {heap})"
+    )
     return report

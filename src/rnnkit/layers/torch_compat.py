@@ -26,6 +26,7 @@ from ..cells.elman import ElmanEquations
 from ..cells.gru import GRUEquations
 from ..cells.lstm import LSTMEquations
 from ..kernels import fused_available
+from ..kernels.heap import glibc_default_heap
 from ..ops.validation import (
     check_nonlinearity,
     check_num_layers,
@@ -155,10 +156,11 @@ class LSTM(_TorchCompatible, nn.LSTM):
     ``forward(input, hx=None, *, lengths=None)``. Equations in :mod:`rnnkit.cells.lstm`.
     """
 
-    # Plain LSTM training runs torch.nn's kernel too: in fresh processes it was faster than
-    # rnnkit's at config a and bidirectional a with glibc's default heap and with a warm one,
-    # and within 5-7% either way at config b (benchmarks/heap_lstm.py).
-    fused_beats_torch: tuple[str, ...] = ()
+    # Plain LSTM training follows the heap (rnnkit.kernels.heap): with glibc's default heap
+    # rnnkit's kernel is the faster (torch.nn's pays page faults for fresh buffers on every
+    # call); with a caching allocator or glibc keeping freed memory, torch.nn's is
+    # (benchmarks/bench_speed.py with and without --heap warm, benchmarks/heap_lstm.py).
+    fused_beats_torch: tuple[str, ...] = ("train",) if glibc_default_heap() else ()
 
     def __init__(
         self,

@@ -1,0 +1,72 @@
+"""Which heap the process runs on (rnnkit.kernels.heap), and the LSTM dispatch that follows it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from rnnkit.kernels import heap
+
+
+@pytest.fixture
+def linux_glibc(monkeypatch):
+    """A Linux/glibc process with none of the variables that change malloc."""
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(platform, "libc_ver", lambda *a, **k: ("glibc", "2.36"))
+    for name in (*heap.GLIBC_MALLOC_VARIABLES, "LD_PRELOAD", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_default_glibc_heap(linux_glibc):
+    assert heap.glibc_default_heap()
+    linux_glibc.setenv("GLIBC_TUNABLES", "glibc.cpu.hwcaps=-AVX512F")  # not about malloc
+    assert heap.glibc_default_heap()
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("MALLOC_MMAP_THRESHOLD_", "1099511627776"),
+        ("MALLOC_TRIM_THRESHOLD_", "1099511627776"),
+        ("MALLOC_TOP_PAD_", "67108864"),
+        ("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"),
+        ("LD_PRELOAD", "/opt/lib/libtcmalloc_minimal.so.4:/opt/lib/libfoo.so"),
+        ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1000000000"),
+    ],
+)
+def test_a_heap_that_keeps_memory_is_recognised(linux_glibc, name, value):
+    linux_glibc.setenv(name, value)
+    assert not heap.glibc_default_heap()
+
+
+def test_other_platforms_are_not_glibc(linux_glibc):
+    linux_glibc.setattr(platform, "system", lambda: "Darwin")
+    assert not heap.glibc_default_heap()
+    linux_glibc.setattr(platform, "system", lambda: "Linux")
+    linux_glibc.setattr(platform, "libc_ver", lambda *a, **k: ("", ""))  # musl
+    assert not heap.glibc_default_heap()
+
+
+def lstm_dispatch_in_a_fresh_process(**env: str) -> str:
+    changes_malloc = (*heap.GLIBC_MALLOC_VARIABLES, "LD_PRELOAD", "GLIBC_TUNABLES")
+    base = {k: v for k, v in os.environ.items() if k not in changes_malloc}
+    code = "import rnnkit; print(rnnkit.LSTM.fused_beats_torch)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's heap only"
+)
+def test_plain_lstm_training_kernel_follows_the_heap():
+    assert lstm_dispatch_in_a_fresh_process() == "('train',)"
+    kept = lstm_dispatch_in_a_fresh_process(MALLOC_MMAP_THRESHOLD_="1099511627776")
+    assert kept == "()"
