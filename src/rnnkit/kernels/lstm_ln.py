@@ -16,7 +16,7 @@ from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
 from .lstm import previous_states, weight_gradients
-from .workspace import pooled
+from .workspace import pooled, scratch
 
 SAVED = ("c_all", "gates", "x_hat", "rstd_ih", "hh_hat", "rstd_hh", "c_hat", "rstd_c")
 
@@ -60,7 +60,8 @@ class LayerNormLSTMFunction(torch.autograd.Function):
             ext.lstm_ln_backward(
                 d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), c0.contiguous(),
                 saved, w_hh, gemm.pack(w_hh.t().contiguous(), B), g_ih, g_hh, g_c, b_c,
-                peephole, mask, ctx.batch_sizes,
+                peephole, mask, ctx.batch_sizes, scratch("lstm_ln.d_xp", saved[1].shape, c0),
+                scratch("lstm_ln.d_hh", saved[1].shape, c0),
             )
         )  # fmt: skip
         d_xp = d_xp.view(T * B, G)

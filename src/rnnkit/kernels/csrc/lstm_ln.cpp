@@ -260,8 +260,9 @@ inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __re
 }
 
 // Backward through time, reading what lstm_ln_forward saved. d_h_all: (T, B, H) gradient of
-// the outputs; d_h_n, d_c_n: (B, H). Returns d_xp, d_hh (T, B, 4H) (the caller turns them into
-// the input and weight gradients with GEMMs over all steps), d_h0, d_c0, and the gradients of
+// the outputs; d_h_n, d_c_n: (B, H). Fills d_xp, d_hh (T, B, 4H), the caller's buffers (it
+// turns them into the input and weight gradients with GEMMs over all steps), and returns them
+// with d_h0, d_c0, and the gradients of
 // g_ih, g_hh, the bias (4H each; the same for b_ih and b_hh), g_c, b_c (H each) and the
 // peepholes (3, H; undefined without them).
 std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
@@ -271,12 +272,14 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
                                      const Tensor& g_ih, const Tensor& g_hh, const Tensor& g_c,
                                      const Tensor& b_c, const std::optional<Tensor>& peephole,
                                      const std::optional<Tensor>& mask,
-                                     const std::vector<int64_t>& batch_sizes) {
+                                     const std::vector<int64_t>& batch_sizes, Tensor d_xp,
+                                     Tensor d_hh) {
   TORCH_CHECK(saved.size() == 8, "lstm_ln_backward: expected the 8 buffers of lstm_ln_forward");
-  const Tensor &c_all = saved[0], &gates = saved[1];
+  const Tensor& gates = saved[1];
   const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
-  auto d_xp = at::empty_like(gates);
-  auto d_hh = at::empty_like(gates);
+  TORCH_CHECK(d_xp.is_contiguous() && d_xp.sizes() == gates.sizes() && d_hh.is_contiguous() &&
+                  d_hh.sizes() == gates.sizes(),
+              "lstm_ln_backward: d_xp and d_hh must be contiguous (T, B, 4H) buffers");
   const int64_t threads = at::get_num_threads();
   auto scratch = at::empty({threads, 7 * H}, c0.options());
   auto sums = at::zeros({threads, kSumRow * H}, c0.options());
