@@ -21,6 +21,7 @@ OPTIONS = [
     {"recurrent_dropout": 0.3},
     {"layer_norm": True},
     {"layer_norm": True, "peephole": True, "recurrent_dropout": 0.2},
+    {"layer_norm": True, "bias": False},
 ]
 
 
