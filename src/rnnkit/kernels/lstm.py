@@ -29,33 +29,22 @@ def active_rows(batch_sizes: list[int], batch: int, device: torch.device) -> Ten
 CHUNK_BYTES = 16 << 20  # bytes of gate gradients per block of rows in the weight gradients
 
 
-def previous_states(h0: Tensor, h_all: Tensor, mask: Tensor | None, rows: Tensor | None):
-    """h_{t-1} of packed rows [n0, n1), as the recurrent weights saw it: a function
-    (n0, n1) -> (n1 - n0, H). Without lengths or a mask it slices h0 and h_all (no copy of the
-    whole shifted sequence); otherwise it builds the shifted, masked or gathered rows once."""
-    T, B, H = h_all.shape
-    if mask is None and rows is None:
-        flat = h_all.view(-1, H)
+def previous_states(h0: Tensor, h_all: Tensor, h_in: Tensor | None):
+    """h_{t-1} of rows [n0, n1), as the recurrent weights saw it: a function
+    (n0, n1) -> (n1 - n0, H). ``h_in`` (N, H), if the forward loop wrote it (with a mask or
+    lengths), holds exactly those rows; otherwise they are slices of h0 and h_all (no copy of
+    the whole shifted sequence)."""
+    if h_in is not None:
+        return lambda n0, n1: h_in[n0:n1]
+    B, H = h0.shape
+    flat = h_all.view(-1, H)
 
-        def rows_of(n0: int, n1: int) -> Tensor:  # n0, n1: multiples of B
-            if n0 > 0:
-                return flat[n0 - B : n1 - B]
-            return torch.cat([h0, flat[: n1 - B]])
+    def rows_of(n0: int, n1: int) -> Tensor:  # n0, n1: multiples of B
+        if n0 > 0:
+            return flat[n0 - B : n1 - B]
+        return torch.cat([h0, flat[: n1 - B]])
 
-        return rows_of
-    if rows is None:  # shifted and masked in one pass (the mask (B, H) is the same every step)
-        h_prev = h_all.new_empty(T, B, H)
-        torch.mul(h0, mask, out=h_prev[0])
-        torch.mul(h_all[:-1], mask, out=h_prev[1:])
-        h_prev = h_prev.view(-1, H)
-    else:  # gathered: step 0's rows [0, first) from h0, the others from h_all one step back
-        first = int((rows < B).sum())
-        h_prev = h_all.new_empty(rows.numel(), H)
-        h_prev[:first] = h0[:first]
-        torch.index_select(h_all.view(-1, H), 0, rows[first:] - B, out=h_prev[first:])
-        if mask is not None:
-            h_prev.mul_(mask.index_select(0, rows % B))
-    return lambda n0, n1: h_prev[n0:n1]
+    return rows_of
 
 
 def weight_gradients(d_rows: Tensor, inputs: list[Any], batch: int) -> list[Tensor]:
@@ -97,18 +86,25 @@ class LSTMFunction(torch.autograd.Function):
             x_rows = x_rows.index_select(0, rows)  # (N, I)
         bias = None if b_ih is None else b_ih + b_hh
         xp = gemm.linear(x_rows, w_ih, bias)  # (N, 4H)
-        H = w_hh.shape[1]
+        N, H = xp.shape[0], w_hh.shape[1]
+        # each step's GEMM input, kept for the weight gradient where it is not a slice of h_all
+        h_in = None if mask is None and rows is None else pooled("lstm.h_in", (N, H), xp)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), peephole, mask,
             batch_sizes, pooled("lstm.c_all", (T, B, H), xp), pooled("lstm.gates", xp.shape, xp),
+            h_in,
         )  # fmt: skip
-        ctx.save_for_backward(x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates)
+        ctx.save_for_backward(
+            x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates, h_in
+        )
         ctx.batch_sizes, ctx.has_bias, ctx.x_shape = batch_sizes, b_ih is not None, x.shape
         return h_all, h_n, c_n
 
     @staticmethod
     def backward(ctx: Any, d_h_all, d_h_n, d_c_n):
-        x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates = ctx.saved_tensors
+        x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates, h_in = (
+            ctx.saved_tensors
+        )
         ext = load_extension("lstm")
         T, B, I = ctx.x_shape
         N = gates.shape[0]
@@ -124,7 +120,7 @@ class LSTMFunction(torch.autograd.Function):
                 d_x_rows = d_x_rows.new_zeros(T * B, I).index_copy_(0, rows, d_x_rows)
             d_x = d_x_rows.view(T, B, I)
         d_w_ih, d_w_hh = weight_gradients(
-            d_gates, [lambda n0, n1: x_rows[n0:n1], previous_states(h0, h_all, mask, rows)], B
+            d_gates, [lambda n0, n1: x_rows[n0:n1], previous_states(h0, h_all, h_in)], B
         )
         d_b = d_gates.sum(0) if ctx.has_bias else None
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None

@@ -39,19 +39,21 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         saved = [  # what backward reads, in buffers reused once nothing views them
             pooled(f"lstm_ln.{name}", shape, xp) for name, shape in zip(SAVED, shapes, strict=True)
         ]
+        # each step's masked GEMM input, kept for the weight gradient
+        h_in = None if mask is None else pooled("lstm_ln.h_in", (T, B, G // 4), xp)
         h_all, h_n, c_n = ext.lstm_ln_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), g_ih, b_ih, g_hh,
-            b_hh, g_c, b_c, peephole, mask, batch_sizes, saved,
+            b_hh, g_c, b_c, peephole, mask, batch_sizes, saved, h_in,
         )  # fmt: skip
         ctx.save_for_backward(
-            x_rows, h0, c0, w_ih, g_ih, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, *saved
+            x_rows, h0, c0, w_ih, g_ih, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, h_in, *saved
         )
         ctx.batch_sizes, ctx.has_bias = batch_sizes, b_hh is not None
         return h_all, h_n, c_n
 
     @staticmethod
     def backward(ctx: Any, d_h_all, d_h_n, d_c_n):
-        x_rows, h0, c0, w_ih, g_ih, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, *saved = (
+        x_rows, h0, c0, w_ih, g_ih, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, h_in, *saved = (
             ctx.saved_tensors
         )
         ext = load_extension("lstm_ln")
@@ -67,8 +69,9 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         d_xp = d_xp.view(T * B, G)
         d_x = gemm.linear(d_xp, w_ih.t()).view(T, B, -1) if ctx.needs_input_grad[0] else None
         (d_w_ih,) = weight_gradients(d_xp, [lambda n0, n1: x_rows[n0:n1]], B)
+        h_in_rows = None if h_in is None else h_in.view(T * B, -1)
         (d_w_hh,) = weight_gradients(
-            d_hh.view(T * B, G), [previous_states(h0, h_all, mask, None)], B
+            d_hh.view(T * B, G), [previous_states(h0, h_all, h_in_rows)], B
         )
         d_b = d_b if ctx.has_bias else None  # b_ih and b_hh add to the same pre-activation
         return (

@@ -151,6 +151,19 @@ inline void transpose_into(const scalar_t* __restrict__ src, int64_t R, int64_t 
   });
 }
 
+// dst (n, H) = h (n, H) * mask (n, H), or a copy of h without a mask: the recurrent GEMM's input
+// at one step, written where the weight gradient reads it back after the loop.
+template <typename scalar_t>
+inline void recurrent_input_rows(const scalar_t* __restrict__ h, const scalar_t* mask,
+                                 scalar_t* __restrict__ dst, int64_t n, int64_t H) {
+  if (mask == nullptr) {
+    std::memcpy(dst, h, sizeof(scalar_t) * n * H);
+    return;
+  }
+#pragma omp simd
+  for (int64_t k = 0; k < n * H; ++k) dst[k] = h[k] * mask[k];
+}
+
 // Rows [n, B) of a (B, C) block set to zero (the inactive sequences of a sorted batch).
 template <typename scalar_t>
 inline void zero_rows_from(scalar_t* data, int64_t n, int64_t B, int64_t C) {

@@ -80,18 +80,23 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
 // peephole: (3, H) rows c->i, c->f, c->o; mask: (B, H) recurrent dropout, applied to h_{t-1}
 // where it enters w_hh. Returns h_all, c_all (T, B, H) (zeros at inactive rows), gates
 // (N, 4H) (activated i, f, g, o, packed like xp), h_n, c_n. c_all and gates are written into
-// the caller's buffers (kept for backward, reused across calls by the caller).
+// the caller's buffers (kept for backward, reused across calls by the caller). h_in (N, H),
+// required with a mask: each step's GEMM input (the active rows of h_{t-1}, masked) is written
+// there, packed like xp, for the weight gradient to read back.
 std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                  const std::optional<Tensor>& peephole,
                                  const std::optional<Tensor>& mask,
                                  const std::vector<int64_t>& batch_sizes, Tensor c_all,
-                                 Tensor gates) {
-  const int64_t B = h0.size(0), H = c0.size(1);
-  const int64_t T = batch_sizes.empty() ? xp.size(0) / B : static_cast<int64_t>(batch_sizes.size());
+                                 Tensor gates, const std::optional<Tensor>& h_in) {
+  const int64_t B = h0.size(0), H = c0.size(1), N = xp.size(0);
+  const int64_t T = batch_sizes.empty() ? N / B : static_cast<int64_t>(batch_sizes.size());
   TORCH_CHECK(c_all.is_contiguous() && c_all.sizes() == at::IntArrayRef({T, B, H}) &&
-                  gates.is_contiguous() && gates.sizes() == at::IntArrayRef({xp.size(0), 4 * H}),
+                  gates.is_contiguous() && gates.sizes() == at::IntArrayRef({N, 4 * H}),
               "lstm_forward: c_all must be a contiguous (T, B, H) tensor and gates (N, 4H)");
+  TORCH_CHECK(!mask || h_in, "lstm_forward: a mask needs the h_in buffer");
+  TORCH_CHECK(!h_in || (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({N, H})),
+              "lstm_forward: h_in must be a contiguous (N, H) tensor");
   auto h_all = at::empty({T, B, H}, h0.options());
   auto h = h0.clone();
   auto c = c0.clone();
@@ -105,8 +110,13 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
       zero_rows_from(Ht, n, B, H);  // outputs at padded steps
       zero_rows_from(Ct, n, B, H);  // read by the peephole gradient
       if (n == 0) continue;
-      auto h_in = (mask ? h * *mask : h).narrow(0, 0, n);
-      auto pre = gemm_nt(h_in, w_hh, w_hh_packed);  // (n, 4H); xp is added in the gate math
+      Tensor rows = h.narrow(0, 0, n);
+      if (h_in) {
+        rows = h_in->narrow(0, offset, n);
+        recurrent_input_rows(h.data_ptr<scalar_t>(), mask ? mask->data_ptr<scalar_t>() : nullptr,
+                             rows.data_ptr<scalar_t>(), n, H);
+      }
+      auto pre = gemm_nt(rows, w_hh, w_hh_packed);  // (n, 4H); xp is added in the gate math
       const scalar_t* P = pre.data_ptr<scalar_t>();
       const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * 4 * H;
       scalar_t* Gt = gates.data_ptr<scalar_t>() + offset * 4 * H;

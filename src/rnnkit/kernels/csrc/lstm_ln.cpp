@@ -135,6 +135,8 @@ inline void ln_forward_row(const scalar_t* __restrict__ xp, const scalar_t* __re
 // mask: (B, H) recurrent dropout. saved: the caller's buffers for what backward reads (reused
 // across calls by the caller): c_all (T, B, H), gates (T, B, 4H), x_hat (T, B, 4H), rstd_ih
 // (T, B, 4), hh_hat (T, B, 4H), rstd_hh (T, B, 4), c_hat (T, B, H), rstd_c (T, B).
+// h_in (T, B, H), required with a mask: each step's GEMM input (h_{t-1} masked; zero at
+// inactive rows) is written there for the weight gradient to read back.
 // Returns h_all (T, B, H), the saved buffers filled, h_n, c_n.
 std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                     const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
@@ -144,9 +146,13 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
                                     const std::optional<Tensor>& peephole,
                                     const std::optional<Tensor>& mask,
                                     const std::vector<int64_t>& batch_sizes,
-                                    const std::vector<Tensor>& saved) {
+                                    const std::vector<Tensor>& saved,
+                                    const std::optional<Tensor>& h_in) {
   const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1);
   TORCH_CHECK(xp.is_contiguous(), "lstm_ln_forward: xp must be contiguous");
+  TORCH_CHECK(!mask || h_in, "lstm_ln_forward: a mask needs the h_in buffer");
+  TORCH_CHECK(!h_in || (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({T, B, H})),
+              "lstm_ln_forward: h_in must be a contiguous (T, B, H) tensor");
   const std::vector<std::vector<int64_t>> shapes = {{T, B, H},     {T, B, 4 * H}, {T, B, 4 * H},
                                                     {T, B, 4},     {T, B, 4 * H}, {T, B, 4},
                                                     {T, B, H},     {T, B}};
@@ -178,9 +184,15 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
       for (scalar_t* buf : {Gt, Xt, HHt}) zero_rows_from(buf, n, B, 4 * H);
       for (scalar_t* buf : {Rit, Rht}) zero_rows_from(buf, n, B, 4);
       zero_rows_from(Rct, n, B, 1);
+      Tensor rows = h.narrow(0, 0, n);
+      if (h_in) {
+        rows = (*h_in)[t].narrow(0, 0, n);
+        zero_rows_from(rows.data_ptr<scalar_t>(), n, B, H);  // read by the weight gradient
+        recurrent_input_rows(h.data_ptr<scalar_t>(), mask ? mask->data_ptr<scalar_t>() : nullptr,
+                             rows.data_ptr<scalar_t>(), n, H);
+      }
       if (n == 0) continue;
-      auto h_in = (mask ? h * *mask : h).narrow(0, 0, n);
-      auto hh = gemm_nt(h_in, w_hh, w_hh_packed);  // (n, 4H), raw
+      auto hh = gemm_nt(rows, w_hh, w_hh_packed);  // (n, 4H), raw
       const scalar_t* XP = xp.data_ptr<scalar_t>() + 4 * H * r0;
       const scalar_t* HH = hh.data_ptr<scalar_t>();
       scalar_t* Cs = c.data_ptr<scalar_t>();
