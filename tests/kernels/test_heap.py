@@ -63,10 +63,10 @@ def lstm_dispatch_in_a_fresh_process(**env: str) -> str:
     return result.stdout.strip()
 
 
-@pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's heap only"
-)
 def test_plain_lstm_training_kernel_follows_the_heap():
-    assert lstm_dispatch_in_a_fresh_process() == "('train',)"
+    """In fresh processes: rnnkit's kernel on a default glibc heap, torch.nn's once glibc keeps
+    freed memory; off glibc, where no heap is recognised, torch.nn's either way."""
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert lstm_dispatch_in_a_fresh_process() == ("('train',)" if on_glibc else "()")
     kept = lstm_dispatch_in_a_fresh_process(MALLOC_MMAP_THRESHOLD_="1099511627776")
     assert kept == "()"
