@@ -1,5 +1,8 @@
-"""The big GEMMs of the fused kernels, through oneDNN where it is available (about twice
-torch.mm's throughput in float32 on AMD CPUs, where torch.mm runs MKL's AVX2 path), else ATen.
+"""The GEMMs of the fused kernels. The big ones (all time steps at once) go through oneDNN where
+it is available (about twice torch.mm's throughput in float32 on AMD CPUs, where torch.mm runs
+MKL's AVX2 path), else ATen. The recurrent ones (a step's few rows, inside the C++ loops) take
+their weight from :func:`pack`: in panels for rnnkit's own AVX-512 kernel (``csrc/panel_gemm.h``)
+where it is built, else oneDNN-reordered, else plain.
 
 ``torch.ops.mkldnn._linear_pointwise`` and ``_reorder_linear_weight`` are internal torch ops:
 they are used only behind :func:`rnnkit.kernels.build.onednn_available`, only for float32 CPU
@@ -19,12 +22,31 @@ def use_onednn(t: Tensor) -> bool:
     return t.dtype == torch.float32 and t.device.type == "cpu" and onednn_available()
 
 
+PANEL_MAX_ROWS = 128  # up to here the panel kernel beats oneDNN (benchmarks.ab_recurrent_gemm)
+
+
+def panels_available(t: Tensor) -> bool:
+    """Whether rnnkit's panel GEMM is built (an AVX-512 build) and applies to t (float32, CPU)."""
+    from .build import load_extension
+
+    if t.dtype != torch.float32 or t.device.type != "cpu":
+        return False
+    ext = load_extension("lstm")
+    return ext is not None and ext.panel_gemm
+
+
 def pack(weight: Tensor, batch_size: int) -> Tensor | None:
-    """weight (N, K) reordered once for repeated ``x @ weight^T`` with x of ~batch_size rows;
-    None where oneDNN does not apply."""
+    """weight (N, K) laid out once for repeated ``x @ weight^T`` inside a C++ loop, x of about
+    batch_size rows: (P, K, 32) panels for the panel kernel where it applies, else a oneDNN
+    reordered weight, else None (the loops use ATen)."""
+    weight = weight.detach().contiguous()
+    if batch_size <= PANEL_MAX_ROWS and panels_available(weight):
+        from .build import load_extension
+
+        return load_extension("lstm").pack_panels(weight)
     if not use_onednn(weight):
         return None
-    return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), batch_size)
+    return torch.ops.mkldnn._reorder_linear_weight(weight, batch_size)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

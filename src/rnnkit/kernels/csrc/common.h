@@ -14,25 +14,44 @@
 #include <type_traits>
 #include <vector>
 
+#include "panel_gemm.h"
+
 namespace rnnkit {
 
 using at::Tensor;
 
-// y = x @ w^T + add, with w either a oneDNN-packed weight (float32 on CPU) or a plain (N, K) one.
+// The recurrent GEMMs take w (N, K) and, from rnnkit.kernels.gemm.pack, either w in panels
+// (3-D, pack_panels; float32 where the build has AVX-512) or a oneDNN-packed weight (float32
+// on CPU), or nothing (plain ATen). With out (contiguous (M, N)), the result is written there
+// (directly by the panel kernel; copied from the others) and out is returned.
+inline bool is_panels(const std::optional<Tensor>& w_packed) {
+  return w_packed.has_value() && w_packed->dim() == 3;
+}
+
+inline Tensor into(const Tensor& y, const std::optional<Tensor>& out) {
+  if (!out) return y;
+  out->copy_(y);
+  return *out;
+}
+
+// y = x @ w^T + add.
 inline Tensor gemm_nt_add(const Tensor& x, const Tensor& w, const std::optional<Tensor>& w_packed,
-                         const Tensor& add) {
+                         const Tensor& add, const std::optional<Tensor>& out = std::nullopt) {
+  if (is_panels(w_packed)) return panel_gemm_nt(x, *w_packed, w.size(0), add, out);
   if (w_packed.has_value()) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
                          .typed<Tensor(const Tensor&, const Tensor&, const Tensor&,
                                        const std::optional<Tensor>&, c10::string_view)>();
-    return op.call(x, add, *w_packed, std::nullopt, "add");
+    return into(op.call(x, add, *w_packed, std::nullopt, "add"), out);
   }
-  return at::addmm(add, x, w.t());
+  return into(at::addmm(add, x, w.t()), out);
 }
 
 // y = x @ w^T.
-inline Tensor gemm_nt(const Tensor& x, const Tensor& w, const std::optional<Tensor>& w_packed) {
+inline Tensor gemm_nt(const Tensor& x, const Tensor& w, const std::optional<Tensor>& w_packed,
+                      const std::optional<Tensor>& out = std::nullopt) {
+  if (is_panels(w_packed)) return panel_gemm_nt(x, *w_packed, w.size(0), std::nullopt, out);
   if (w_packed.has_value()) {
     static auto op =
         c10::Dispatcher::singleton()
@@ -40,10 +59,11 @@ inline Tensor gemm_nt(const Tensor& x, const Tensor& w, const std::optional<Tens
             .typed<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&,
                           c10::string_view, c10::List<std::optional<c10::Scalar>>,
                           std::optional<c10::string_view>)>();
-    return op.call(x, *w_packed, std::nullopt, "none", c10::List<std::optional<c10::Scalar>>(),
-                   std::nullopt);
+    return into(op.call(x, *w_packed, std::nullopt, "none",
+                        c10::List<std::optional<c10::Scalar>>(), std::nullopt),
+                out);
   }
-  return at::mm(x, w.t());
+  return into(at::mm(x, w.t()), out);
 }
 
 // exp for float32: Cephes' polynomial after range reduction (relative error ~2e-7), written

@@ -93,6 +93,7 @@ std::vector<Tensor> elman_forward(const Tensor& xp, const Tensor& h0, const Tens
   auto h_prev_t = at::empty({H, T * B}, h0.options());
   auto h_n = h0.clone();
   auto h_in_buffer = mask ? at::empty({B, H}, h0.options()) : Tensor();
+  auto pre_rows = at::empty({B, H}, h0.options());  // a step's pre-activations
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_elman_forward", [&] {
     with_activation(activation, [&](auto act) {
       constexpr int64_t kAct = decltype(act)::value;
@@ -110,7 +111,8 @@ std::vector<Tensor> elman_forward(const Tensor& xp, const Tensor& h0, const Tens
         }
         transpose_block(h_in.data_ptr<scalar_t>(), n, H, h_prev_t.data_ptr<scalar_t>() + t * B,
                         T * B);
-        auto pre = gemm_nt_add(h_in, w_hh, w_hh_packed, xp[t].narrow(0, 0, n));  // (n, H)
+        auto pre = gemm_nt_add(h_in, w_hh, w_hh_packed, xp[t].narrow(0, 0, n),
+                               pre_rows.narrow(0, 0, n));  // (n, H)
         const scalar_t* P = pre.data_ptr<scalar_t>();
         scalar_t* Ht = h_t.data_ptr<scalar_t>();
         for_rows(n, H, [&](int64_t begin, int64_t end) {
@@ -161,9 +163,9 @@ std::vector<Tensor> elman_backward(const Tensor& d_h_all, const Tensor& d_h_n,
         auto d_pre_rows = d_pre_step.narrow(0, 0, n);
         transpose_block(d_pre_rows.data_ptr<scalar_t>(), n, H,
                         d_pre_t.data_ptr<scalar_t>() + t * B, T * B);
-        auto d_h_prev = gemm_nt(d_pre_rows, w_hh_t, w_hh_t_packed);  // (n, H)
+        auto d_h_prev = d_h.narrow(0, 0, n);  // the carried d_h of active rows: d_pre @ w_hh
+        gemm_nt(d_pre_rows, w_hh_t, w_hh_t_packed, d_h_prev);
         if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
-        d_h.narrow(0, 0, n).copy_(d_h_prev);
       }
     });
   });

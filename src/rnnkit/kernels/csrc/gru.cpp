@@ -109,6 +109,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
   auto gates = at::empty({T, B, 4 * H}, xp.options());
   auto h = h0.clone();
   auto h_in = mask ? at::empty({B, H}, h0.options()) : h;  // h * mask, rows [0, n)
+  auto hh_rows = at::empty({B, 3 * H}, h0.options());      // W_hh h_in of a step's rows
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_gru_forward", [&] {
     const scalar_t* bn = b_hn ? b_hn->data_ptr<scalar_t>() : nullptr;
     const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
@@ -123,7 +124,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
           mul_into(Hs + begin * H, M + begin * H, Hin + begin * H, (end - begin) * H);
         });
       }
-      auto hh = gemm_nt(h_in.narrow(0, 0, n), w_hh, w_hh_packed);  // (n, 3H)
+      auto hh = gemm_nt(h_in.narrow(0, 0, n), w_hh, w_hh_packed, hh_rows.narrow(0, 0, n));
       const scalar_t* HH = hh.data_ptr<scalar_t>();
       const scalar_t* X = xp[t].data_ptr<scalar_t>();
       scalar_t* Gt = gates[t].data_ptr<scalar_t>();
@@ -170,6 +171,7 @@ Tensor gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& ga
                   h_prev_t.numel() == T * B * H && rows_h.numel() == T * B * H,
               "gru_backward: buffer sizes");
   auto d_hh = at::empty({B, 3 * H}, gates.options());  // one step's, for the recurrent GEMM
+  auto d_h_prev_rows = at::empty({B, H}, gates.options());  // d_hh @ w_hh of a step's rows
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto w_hh_t = w_hh.t();    // (H, 3H): d_h_prev = d_hh @ w_hh
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_gru_backward", [&] {
@@ -194,7 +196,8 @@ Tensor gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& ga
                            dHH + b * 3 * H, dHN + b * H, H);
         }
       });
-      auto d_h_prev = gemm_nt(d_hh.narrow(0, 0, n), w_hh_t, w_hh_t_packed);  // (n, H)
+      auto d_h_prev = gemm_nt(d_hh.narrow(0, 0, n), w_hh_t, w_hh_t_packed,
+                              d_h_prev_rows.narrow(0, 0, n));  // (n, H)
       const scalar_t* P = d_h_prev.data_ptr<scalar_t>();
       for_rows(n, H, [&](int64_t begin, int64_t end) {
         add_into(P + begin * H, M ? M + begin * H : nullptr, dH + begin * H, (end - begin) * H);

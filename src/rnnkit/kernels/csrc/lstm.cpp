@@ -100,6 +100,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
   auto h_all = at::empty({T, B, H}, h0.options());
   auto h = h0.clone();
   auto c = c0.clone();
+  auto pre_rows = at::empty({B, 4 * H}, h0.options());  // W_hh h_{t-1} of a step's active rows
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
     const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
     int64_t offset = 0;  // first packed row of step t
@@ -116,7 +117,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
         recurrent_input_rows(h.data_ptr<scalar_t>(), mask ? mask->data_ptr<scalar_t>() : nullptr,
                              rows.data_ptr<scalar_t>(), n, H);
       }
-      auto pre = gemm_nt(rows, w_hh, w_hh_packed);  // (n, 4H); xp is added in the gate math
+      auto pre = gemm_nt(rows, w_hh, w_hh_packed, pre_rows.narrow(0, 0, n));  // + xp: gate math
       const scalar_t* P = pre.data_ptr<scalar_t>();
       const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * 4 * H;
       scalar_t* Gt = gates.data_ptr<scalar_t>() + offset * 4 * H;
@@ -184,10 +185,9 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
           }
         }
       });
-      auto d_g_rows = d_gates.narrow(0, offset, n);
-      auto d_h_prev = gemm_nt(d_g_rows, w_hh_t, w_hh_t_packed);  // (n, H)
+      auto d_h_prev = d_h.narrow(0, 0, n);  // the carried d_h of active rows: d_gates @ w_hh
+      gemm_nt(d_gates.narrow(0, offset, n), w_hh_t, w_hh_t_packed, d_h_prev);
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
-      d_h.narrow(0, 0, n).copy_(d_h_prev);
     }
   });
   auto d_peephole = peephole ? peep_sums.sum(0).view({3, H}) : at::Tensor();
@@ -217,6 +217,11 @@ Tensor transpose(const Tensor& input, const std::optional<Tensor>& out_opt) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("transpose", &rnnkit::transpose, "2-D transpose into out or a new contiguous tensor",
         py::arg("input"), py::arg("out") = py::none());
+  m.def("pack_panels", &rnnkit::pack_panels, "W (N, K) laid out in panels for panel_gemm_nt");
+  m.def("panel_gemm_nt", &rnnkit::panel_gemm_nt, "x (M, K) @ W^T (+ add) from W's panels",
+        py::arg("x"), py::arg("panels"), py::arg("N"), py::arg("add") = py::none(),
+        py::arg("out") = py::none());
+  m.attr("panel_gemm") = rnnkit::kPanelGemm;
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence");
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time");
 }

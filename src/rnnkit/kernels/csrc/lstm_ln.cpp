@@ -164,6 +164,7 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
   auto h_all = at::empty({T, B, H}, h0.options());
   auto h = h0.clone();
   auto c = c0.clone();
+  auto hh_rows = at::empty({B, 4 * H}, h0.options());  // W_hh h_{t-1} of a step's active rows
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_ln_forward", [&] {
     const NormParams<scalar_t> p{
         g_ih.data_ptr<scalar_t>(), b_ih ? b_ih->data_ptr<scalar_t>() : nullptr,
@@ -192,7 +193,7 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
                              rows.data_ptr<scalar_t>(), n, H);
       }
       if (n == 0) continue;
-      auto hh = gemm_nt(rows, w_hh, w_hh_packed);  // (n, 4H), raw
+      auto hh = gemm_nt(rows, w_hh, w_hh_packed, hh_rows.narrow(0, 0, n));  // (n, 4H), raw
       const scalar_t* XP = xp.data_ptr<scalar_t>() + 4 * H * r0;
       const scalar_t* HH = hh.data_ptr<scalar_t>();
       scalar_t* Cs = c.data_ptr<scalar_t>();
@@ -329,9 +330,9 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
               s, a, H);
         }
       });
-      auto d_h_prev = gemm_nt(d_hh.view({T * B, 4 * H}).narrow(0, r0, n), w_hh_t, w_hh_t_packed);
+      auto d_h_prev = d_h.narrow(0, 0, n);  // the carried d_h of active rows: d_hh @ w_hh
+      gemm_nt(d_hh.view({T * B, 4 * H}).narrow(0, r0, n), w_hh_t, w_hh_t_packed, d_h_prev);
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
-      d_h.narrow(0, 0, n).copy_(d_h_prev);
     }
   });
   auto total = sums.sum(0);
