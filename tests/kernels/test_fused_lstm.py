@@ -158,6 +158,8 @@ def test_backend_reports_each_kernel():
     assert set(report) == {*kernels.KERNELS, "stream", "plain layers"}
     assert all(load_extension(name) is not None for name in [*kernels.KERNELS, "stream"])
     assert all("C++ time loop" in report[name] for name in kernels.KERNELS)
+    step = "AVX-512 panel kernel up to 128 rows" if load_extension("lstm").panel_gemm else "GEMM:"
+    assert all(step in report[name] for name in kernels.KERNELS)
     assert report["stream"].startswith("C++ step of the whole stack")
     if glibc_default_heap():
         lstm, heap = "LSTM: rnnkit's kernel to train, torch.nn's to infer", "glibc's default heap"

@@ -106,14 +106,19 @@ def backend() -> dict[str, str]:
     """
     from ..layers.torch_compat import GRU, LSTM, RNN
     from . import KERNELS
+    from .gemm import PANEL_MAX_ROWS, panels_available
     from .heap import glibc_default_heap
 
     report = {}
-    gemm = "oneDNN GEMMs" if onednn_available() else "ATen GEMMs"
+    big = "oneDNN" if onednn_available() else "ATen"
+    step = big
+    if panels_available(torch.empty(0)):
+        step = f"rnnkit's AVX-512 panel kernel up to {PANEL_MAX_ROWS} rows, else {big}"
+    gemm = f"recurrent GEMM: {step}; other GEMMs: {big} (float32)"
     flags = " ".join(compiler_flags())
     for name in KERNELS:
         if load_extension(name) is not None:
-            report[name] = f"C++ time loop, {gemm} (float32), flags {flags}"
+            report[name] = f"C++ time loop, {gemm}, flags {flags}"
         else:
             report[name] = f"Python time loop ({_failures.get(name, 'not built')})"
     if load_extension("stream") is not None:
