@@ -67,6 +67,9 @@ def test_pack_hands_out_panels_up_to_the_row_limit():
     if EXT.panel_gemm:
         assert small.shape == (32, 256, 32)
         assert_close(small[3, :, 5], w[3 * 32 + 5], 0.0, "panel layout")
+        ragged = torch.randn(40, 70)  # W^T read in place, and a zero-padded last panel
+        assert torch.equal(gemm.pack(ragged.t(), 8), gemm.pack(ragged.t().contiguous(), 8))
+        assert torch.equal(gemm.pack(ragged, 8)[1, :, 8:], torch.zeros(70, 24))
     else:
         assert small is None or small.dim() == 2
     assert large is None or large.dim() == 2  # oneDNN's reordered weight, or none

@@ -41,9 +41,8 @@ class ElmanFunction(torch.autograd.Function):
         x, w_ih, w_hh, mask, h_all, h_prev_t = ctx.saved_tensors
         ext = load_extension("elman")
         T, B, I = x.shape
-        w_hh_t = w_hh.t().contiguous()
         d_pre, d_pre_t, d_h0 = ext.elman_backward(
-            d_h_all.contiguous(), d_h_n.contiguous(), h_all, w_hh, gemm.pack(w_hh_t, B), mask,
+            d_h_all.contiguous(), d_h_n.contiguous(), h_all, w_hh, gemm.pack(w_hh.t(), B), mask,
             ctx.batch_sizes, ctx.activation,
         )  # fmt: skip
         d_p = d_pre.view(T * B, -1)  # (T*B, H)

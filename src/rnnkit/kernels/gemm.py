@@ -36,17 +36,17 @@ def panels_available(t: Tensor) -> bool:
 
 
 def pack(weight: Tensor, batch_size: int) -> Tensor | None:
-    """weight (N, K) laid out once for repeated ``x @ weight^T`` inside a C++ loop, x of about
-    batch_size rows: (P, K, 32) panels for the panel kernel where it applies, else a oneDNN
-    reordered weight, else None (the loops use ATen)."""
-    weight = weight.detach().contiguous()
+    """weight (N, K) (any strides: ``w.t()`` is fine) laid out once for repeated ``x @ weight^T``
+    inside a C++ loop, x of about batch_size rows: (P, K, 32) panels for the panel kernel where
+    it applies, else a oneDNN reordered weight, else None (the loops use ATen)."""
+    weight = weight.detach()
     if batch_size <= PANEL_MAX_ROWS and panels_available(weight):
         from .build import load_extension
 
-        return load_extension("lstm").pack_panels(weight)
+        return load_extension("lstm").pack_panels(weight)  # reads any strides
     if not use_onednn(weight):
         return None
-    return torch.ops.mkldnn._reorder_linear_weight(weight, batch_size)
+    return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

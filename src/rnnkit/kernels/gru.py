@@ -50,13 +50,12 @@ class GRUFunction(torch.autograd.Function):
         ext = load_extension("gru")
         T, B, I = x.shape
         H = w_hh.shape[1]
-        w_hh_t = w_hh.t().contiguous()
         d_xp = scratch("gru.d_xp", (T, B, 3 * H), gates)
         d_t = scratch("gru.d_t", (4 * H, T * B), gates)
         h_prev_t = scratch("gru.h_prev_t", (H, T * B), gates)
         d_h0 = ext.gru_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), gates, h_all, h0, w_hh,
-            gemm.pack(w_hh_t, B), mask, ctx.batch_sizes, d_xp, d_t, h_prev_t,
+            gemm.pack(w_hh.t(), B), mask, ctx.batch_sizes, d_xp, d_t, h_prev_t,
             scratch("gru.rows_h", (T * B, H), gates),
         )  # fmt: skip
         # d_t (4H, T*B) = [d_hh_n; d_r; d_z; d_n]^T: rows [H, 4H) are d_xp^T, rows [0, 3H) are

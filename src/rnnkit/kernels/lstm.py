@@ -110,7 +110,7 @@ class LSTMFunction(torch.autograd.Function):
         N = gates.shape[0]
         d_gates, d_h0, d_c0, d_peephole = ext.lstm_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
-            c0.contiguous(), w_hh, gemm.pack(w_hh.t().contiguous(), B), peephole, mask,
+            c0.contiguous(), w_hh, gemm.pack(w_hh.t(), B), peephole, mask,
             ctx.batch_sizes, scratch("lstm.d_gates", (N, gates.shape[1]), gates),
         )  # fmt: skip
         d_x = None

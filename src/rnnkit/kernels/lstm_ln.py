@@ -61,7 +61,7 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         d_xp, d_hh, d_h0, d_c0, d_g_ih, d_g_hh, d_b, d_g_c, d_b_c, d_peephole = (
             ext.lstm_ln_backward(
                 d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), c0.contiguous(),
-                saved, w_hh, gemm.pack(w_hh.t().contiguous(), B), g_ih, g_hh, g_c, b_c,
+                saved, w_hh, gemm.pack(w_hh.t(), B), g_ih, g_hh, g_c, b_c,
                 peephole, mask, ctx.batch_sizes, scratch("lstm_ln.d_xp", saved[1].shape, c0),
                 scratch("lstm_ln.d_hh", saved[1].shape, c0),
             )

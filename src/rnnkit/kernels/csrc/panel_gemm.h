@@ -28,15 +28,34 @@ constexpr bool kPanelGemm = true;
 constexpr bool kPanelGemm = false;
 #endif
 
-// W (N, K) float -> panels (P, K, kPanelWidth), P = ceil(N / kPanelWidth), zero past N:
+// W (N, K) float, any strides (W^T of a contiguous matrix is read in place) -> panels
+// (P, K, kPanelWidth), P = ceil(N / kPanelWidth), zero past N:
 // panels[p, k, j] = W[p * kPanelWidth + j, k]. One panel is one contiguous block.
 inline at::Tensor pack_panels(const at::Tensor& w) {
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kFloat,
               "pack_panels: expected a 2-D float32 weight, got ", w.dim(), "-D ", w.scalar_type());
   const int64_t N = w.size(0), K = w.size(1), P = (N + kPanelWidth - 1) / kPanelWidth;
-  auto padded = at::zeros({P * kPanelWidth, K}, w.options());
-  padded.narrow(0, 0, N).copy_(w);
-  return padded.view({P, kPanelWidth, K}).transpose(1, 2).contiguous();
+  const int64_t s_n = w.stride(0), s_k = w.stride(1);
+  auto panels = at::empty({P, K, kPanelWidth}, w.options());
+  const float* W = w.data_ptr<float>();
+  float* out = panels.data_ptr<float>();
+  at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* panel = out + p * K * kPanelWidth;
+      const int64_t width = std::min(kPanelWidth, N - p * kPanelWidth);
+      const float* rows = W + p * kPanelWidth * s_n;
+      if (s_k == 1) {  // rows of W contiguous: read along them
+        for (int64_t j = 0; j < width; ++j)
+          for (int64_t k = 0; k < K; ++k) panel[k * kPanelWidth + j] = rows[j * s_n + k];
+      } else {
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t j = 0; j < width; ++j) panel[k * kPanelWidth + j] = rows[j * s_n + k * s_k];
+      }
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = width; j < kPanelWidth; ++j) panel[k * kPanelWidth + j] = 0;
+    }
+  });
+  return panels;
 }
 
 #if defined(__AVX512F__)
