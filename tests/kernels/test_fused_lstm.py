@@ -158,7 +158,10 @@ def test_backend_reports_each_kernel():
     assert set(report) == {*kernels.KERNELS, "stream", "plain layers"}
     assert all(load_extension(name) is not None for name in [*kernels.KERNELS, "stream"])
     assert all("C++ time loop" in report[name] for name in kernels.KERNELS)
-    step = "AVX-512 panel kernel up to 128 rows" if load_extension("lstm").panel_gemm else "GEMM:"
+    if load_extension("lstm").panel_gemm:
+        step = f"recurrent GEMM: rnnkit's AVX-512 panel kernel up to {gemm.PANEL_MAX_ROWS} rows"
+    else:
+        step = f"recurrent GEMM: {'oneDNN' if gemm.use_onednn(torch.empty(1)) else 'ATen'};"
     assert all(step in report[name] for name in kernels.KERNELS)
     assert report["stream"].startswith("C++ step of the whole stack")
     if glibc_default_heap():

@@ -29,10 +29,14 @@ def test_panel_gemm_matches_float64_product(rows, n, k):
     exact = x.double() @ w.double().t()
     tolerance = 1e-6 * k**0.5 * (x.abs().max() * w.abs().max()).item() + 1e-6
     assert_close(EXT.panel_gemm_nt(x, panels, n).double(), exact, tolerance, "x @ w^T")
-    out = torch.full((rows, n), float("nan"))
-    result = EXT.panel_gemm_nt(x, panels, n, add, out)
+    assert_close(EXT.panel_gemm_nt(x, panels, n, add).double(), exact + add.double(), tolerance,
+                 "x @ w^T + add")  # fmt: skip
+    guarded = torch.full((rows + 2, n), float("nan"))  # out, then two rows that must stay NaN
+    out = guarded[:rows]
+    result = EXT.panel_gemm_nt(x, panels, n, None, out)
     assert result.data_ptr() == out.data_ptr()
-    assert_close(out.double(), exact + add.double(), tolerance, "x @ w^T + add, into out")
+    assert_close(out.double(), exact, tolerance, "x @ w^T, into out")
+    assert guarded[rows:].isnan().all(), "written past out"
 
 
 def test_panel_gemm_reads_strided_rows():
@@ -46,12 +50,28 @@ def test_panel_gemm_reads_strided_rows():
     assert_close(EXT.panel_gemm_nt(x, EXT.pack_panels(w), 40), x @ w.t(), 1e-4, "strided x")
 
 
+def test_panel_gemm_of_no_columns_is_zero_or_add():
+    x, w, add = torch.randn(3, 0), torch.randn(40, 0), torch.randn(3, 40)
+    panels = EXT.pack_panels(w)
+    if not EXT.panel_gemm:
+        with pytest.raises(RuntimeError, match="no AVX-512"):
+            EXT.panel_gemm_nt(x, panels, 40)
+        return
+    out = torch.full((3, 40), float("nan"))
+    assert torch.equal(EXT.panel_gemm_nt(x, panels, 40, None, out), torch.zeros(3, 40))
+    assert torch.equal(EXT.panel_gemm_nt(x, panels, 40, add), add)
+
+
 def test_panel_gemm_rejects_what_does_not_fit():
     x, w = torch.randn(4, 16), torch.randn(64, 16)
     with pytest.raises(RuntimeError, match="do not fit"):
         EXT.panel_gemm_nt(x, EXT.pack_panels(torch.randn(64, 15)), 64)
     with pytest.raises(RuntimeError, match="do not fit"):
         EXT.panel_gemm_nt(x, EXT.pack_panels(w), 65)  # more columns than the panels hold
+    with pytest.raises(RuntimeError, match="do not fit"):
+        EXT.panel_gemm_nt(x, EXT.pack_panels(w), 32)  # panels of a wider weight
+    with pytest.raises(RuntimeError, match="do not fit"):
+        EXT.panel_gemm_nt(x, EXT.pack_panels(w).transpose(0, 1).contiguous().transpose(0, 1), 64)
     with pytest.raises(RuntimeError, match="out must be a contiguous \\(4, 64\\)"):
         EXT.panel_gemm_nt(x, EXT.pack_panels(w), 64, None, torch.empty(4, 63))
     with pytest.raises(RuntimeError, match="float32 rows"):
@@ -81,6 +101,8 @@ LAYERS = {
     "lstm_ln": lambda: rnnkit.LSTM(7, 40, layer_norm=True, peephole=True),
     "gru": lambda: rnnkit.GRU(7, 40, recurrent_dropout=0.2),
     "rnn": lambda: rnnkit.RNN(7, 40, recurrent_dropout=0.2),
+    # K beyond one 256-deep pass both ways, and column tails (4H = 1200, H = 300)
+    "lstm_wide": lambda: rnnkit.LSTM(7, 300),
 }
 
 

@@ -122,7 +122,9 @@ def backend() -> dict[str, str]:
         else:
             report[name] = f"Python time loop ({_failures.get(name, 'not built')})"
     if load_extension("stream") is not None:
-        report["stream"] = f"C++ step of the whole stack, panel products for B <= 4, flags {flags}"
+        report["stream"] = (
+            f"C++ step of the whole stack, panel products for B <= 4, above: {step}, flags {flags}"
+        )
     else:
         report["stream"] = f"the layer's general path ({_failures.get('stream', 'not built')})"
     plain = []

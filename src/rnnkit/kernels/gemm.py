@@ -15,20 +15,22 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .build import onednn_available
+from .build import load_extension, onednn_available
 
 
 def use_onednn(t: Tensor) -> bool:
     return t.dtype == torch.float32 and t.device.type == "cpu" and onednn_available()
 
 
-PANEL_MAX_ROWS = 128  # up to here the panel kernel beats oneDNN (benchmarks.ab_recurrent_gemm)
+# Batch sizes up to which the loops get panels: there the panel kernel is 0.99-3.4x oneDNN per
+# call (python -m benchmarks.ab_recurrent_gemm), at 256 rows 0.98-1.05x.
+PANEL_MAX_ROWS = 128
 
 
 def panels_available(t: Tensor) -> bool:
-    """Whether rnnkit's panel GEMM is built (an AVX-512 build) and applies to t (float32, CPU)."""
-    from .build import load_extension
-
+    """Whether rnnkit's panel GEMM is built (an AVX-512 build) and applies to t (float32, CPU).
+    Every kernel is built with the same flags; the "lstm" extension, which also holds the
+    shared transpose, answers for all of them."""
     if t.dtype != torch.float32 or t.device.type != "cpu":
         return False
     ext = load_extension("lstm")
@@ -41,8 +43,6 @@ def pack(weight: Tensor, batch_size: int) -> Tensor | None:
     it applies, else a oneDNN reordered weight, else None (the loops use ATen)."""
     weight = weight.detach()
     if batch_size <= PANEL_MAX_ROWS and panels_available(weight):
-        from .build import load_extension
-
         return load_extension("lstm").pack_panels(weight)  # reads any strides
     if not use_onednn(weight):
         return None
@@ -71,7 +71,6 @@ def transpose(t: Tensor, name: str | None = None) -> Tensor:
     """(R, C) -> (C, R) contiguous, with the C++ tiled transpose when it is built; into the
     reused scratch buffer ``name`` if given (the result is then valid until the next call
     with that name)."""
-    from .build import load_extension
     from .workspace import scratch
 
     ext = load_extension("lstm")

@@ -22,36 +22,30 @@ using at::Tensor;
 
 // The recurrent GEMMs take w (N, K) and, from rnnkit.kernels.gemm.pack, either w in panels
 // (3-D, pack_panels; float32 where the build has AVX-512) or a oneDNN-packed weight (float32
-// on CPU), or nothing (plain ATen). With out (contiguous (M, N)), the result is written there
-// (directly by the panel kernel; copied from the others) and out is returned.
+// on CPU), or nothing (plain ATen).
 inline bool is_panels(const std::optional<Tensor>& w_packed) {
   return w_packed.has_value() && w_packed->dim() == 3;
 }
 
-inline Tensor into(const Tensor& y, const std::optional<Tensor>& out) {
-  if (!out) return y;
-  out->copy_(y);
-  return *out;
-}
-
-// y = x @ w^T + add.
+// y = x @ w^T + add. `scratch` (contiguous (M, N), owned by the loop) is where the panel kernel
+// writes y; the other routes return a tensor of their own (no copy into scratch).
 inline Tensor gemm_nt_add(const Tensor& x, const Tensor& w, const std::optional<Tensor>& w_packed,
-                         const Tensor& add, const std::optional<Tensor>& out = std::nullopt) {
-  if (is_panels(w_packed)) return panel_gemm_nt(x, *w_packed, w.size(0), add, out);
+                         const Tensor& add, const Tensor& scratch) {
+  if (is_panels(w_packed)) return panel_gemm_nt(x, *w_packed, w.size(0), add, scratch);
   if (w_packed.has_value()) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
                          .typed<Tensor(const Tensor&, const Tensor&, const Tensor&,
                                        const std::optional<Tensor>&, c10::string_view)>();
-    return into(op.call(x, add, *w_packed, std::nullopt, "add"), out);
+    return op.call(x, add, *w_packed, std::nullopt, "add");
   }
-  return into(at::addmm(add, x, w.t()), out);
+  return at::addmm(add, x, w.t());
 }
 
-// y = x @ w^T.
+// y = x @ w^T, where the routes put it: see gemm_nt_add.
 inline Tensor gemm_nt(const Tensor& x, const Tensor& w, const std::optional<Tensor>& w_packed,
-                      const std::optional<Tensor>& out = std::nullopt) {
-  if (is_panels(w_packed)) return panel_gemm_nt(x, *w_packed, w.size(0), std::nullopt, out);
+                      const std::optional<Tensor>& scratch = std::nullopt) {
+  if (is_panels(w_packed)) return panel_gemm_nt(x, *w_packed, w.size(0), std::nullopt, scratch);
   if (w_packed.has_value()) {
     static auto op =
         c10::Dispatcher::singleton()
@@ -59,11 +53,23 @@ inline Tensor gemm_nt(const Tensor& x, const Tensor& w, const std::optional<Tens
             .typed<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&,
                           c10::string_view, c10::List<std::optional<c10::Scalar>>,
                           std::optional<c10::string_view>)>();
-    return into(op.call(x, *w_packed, std::nullopt, "none",
-                        c10::List<std::optional<c10::Scalar>>(), std::nullopt),
-                out);
+    return op.call(x, *w_packed, std::nullopt, "none", c10::List<std::optional<c10::Scalar>>(),
+                   std::nullopt);
   }
-  return into(at::mm(x, w.t()), out);
+  return at::mm(x, w.t());
+}
+
+// out (contiguous (M, N)) = x @ w^T, on every route (oneDNN's result is copied; out must not
+// overlap x).
+inline void gemm_nt_into(const Tensor& x, const Tensor& w, const std::optional<Tensor>& w_packed,
+                         const Tensor& out) {
+  if (is_panels(w_packed)) {
+    panel_gemm_nt(x, *w_packed, w.size(0), std::nullopt, out);
+  } else if (w_packed.has_value()) {
+    out.copy_(gemm_nt(x, w, w_packed));
+  } else {
+    at::mm_out(const_cast<Tensor&>(out), x, w.t());
+  }
 }
 
 // exp for float32: Cephes' polynomial after range reduction (relative error ~2e-7), written

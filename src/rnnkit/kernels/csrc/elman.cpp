@@ -131,7 +131,7 @@ std::vector<Tensor> elman_forward(const Tensor& xp, const Tensor& h0, const Tens
 // forward outputs. Returns d_pre (T, B, H) (gradients of the pre-activations, zero at inactive
 // rows; the caller turns them into weight, bias and input gradients with one GEMM each), its
 // transpose d_pre_t (H, T*B), and d_h0.
-// w_hh_t_packed, if given, is w_hh^T (H, H) packed for oneDNN.
+// w_hh_t_packed, if given, is w_hh^T (H, H) as rnnkit.kernels.gemm.pack laid it out.
 std::vector<Tensor> elman_backward(const Tensor& d_h_all, const Tensor& d_h_n,
                                    const Tensor& h_all, const Tensor& w_hh,
                                    const std::optional<Tensor>& w_hh_t_packed,
@@ -164,7 +164,7 @@ std::vector<Tensor> elman_backward(const Tensor& d_h_all, const Tensor& d_h_n,
         transpose_block(d_pre_rows.data_ptr<scalar_t>(), n, H,
                         d_pre_t.data_ptr<scalar_t>() + t * B, T * B);
         auto d_h_prev = d_h.narrow(0, 0, n);  // the carried d_h of active rows: d_pre @ w_hh
-        gemm_nt(d_pre_rows, w_hh_t, w_hh_t_packed, d_h_prev);
+        gemm_nt_into(d_pre_rows, w_hh_t, w_hh_t_packed, d_h_prev);
         if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
       }
     });

@@ -144,7 +144,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
 // Fills d_gates (N, 4H) (gradients of the gate pre-activations, packed like gates; the caller
 // turns them into weight and input gradients with GEMMs over all steps); returns it with d_h0,
 // d_c0 and the peephole gradient (3, H) (undefined without peepholes).
-// w_hh_t_packed, if given, is w_hh^T (H, 4H) packed for oneDNN.
+// w_hh_t_packed, if given, is w_hh^T (H, 4H) as rnnkit.kernels.gemm.pack laid it out.
 std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& d_c_n,
                                   const Tensor& gates, const Tensor& c_all, const Tensor& c0,
                                   const Tensor& w_hh, const std::optional<Tensor>& w_hh_t_packed,
@@ -186,7 +186,7 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
         }
       });
       auto d_h_prev = d_h.narrow(0, 0, n);  // the carried d_h of active rows: d_gates @ w_hh
-      gemm_nt(d_gates.narrow(0, offset, n), w_hh_t, w_hh_t_packed, d_h_prev);
+      gemm_nt_into(d_gates.narrow(0, offset, n), w_hh_t, w_hh_t_packed, d_h_prev);
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
     }
   });

@@ -331,7 +331,8 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
         }
       });
       auto d_h_prev = d_h.narrow(0, 0, n);  // the carried d_h of active rows: d_hh @ w_hh
-      gemm_nt(d_hh.view({T * B, 4 * H}).narrow(0, r0, n), w_hh_t, w_hh_t_packed, d_h_prev);
+      gemm_nt_into(d_hh.view({T * B, 4 * H}).narrow(0, r0, n), w_hh_t, w_hh_t_packed,
+                   d_h_prev);
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
     }
   });

@@ -1,9 +1,9 @@
 // The recurrent GEMM of a time loop, x (M, K) @ W^T with W (N, K), for the few rows of one
 // step: W laid out once in column panels, an AVX-512 register-blocked kernel, no library call.
 //
-// oneDNN costs about 15 us per call before any arithmetic (M = 1 at K = 256, N = 1024: 14.6 us
-// for 0.5 MFLOP), which a time loop pays twice per step, and its small-M GEMMs run at 60-75%
-// of what this kernel does (`python -m benchmarks.ab_recurrent_gemm`).
+// A oneDNN call takes 16.8 us for one row at K = 256, N = 1024 (0.5 MFLOP) against this
+// kernel's 4.9, 49.5 against 35.1 us at 32 rows, and a time loop makes two per step; from 128
+// rows on the two are about even (`python -m benchmarks.ab_recurrent_gemm`).
 #pragma once
 
 #include <torch/extension.h>
@@ -20,7 +20,7 @@ namespace rnnkit {
 
 constexpr int64_t kPanelWidth = 32;  // output columns per panel: two 16-float registers
 constexpr int64_t kPanelRows = 8;    // rows of x per register block (16 accumulators)
-constexpr int64_t kPanelDepth = 256;  // K per pass: a panel's slice (32 KiB) stays in L1
+constexpr int64_t kPanelDepth = 256;  // K per pass: a panel's slice is 32 KiB
 
 #if defined(__AVX512F__)
 constexpr bool kPanelGemm = true;
@@ -134,19 +134,24 @@ inline void panel_gemm(const float* A, int64_t M, int64_t K, int64_t lda, const 
 }
 
 // x (M, K) float @ W^T (+ add (M, N)) -> (M, N), W as pack_panels made it; written into out
-// (contiguous (M, N)) if given, else into a new tensor.
+// (contiguous (M, N), not overlapping x) if given, else into a new tensor.
 inline at::Tensor panel_gemm_nt(const at::Tensor& x, const at::Tensor& panels, int64_t N,
                                 const std::optional<at::Tensor>& add = std::nullopt,
                                 const std::optional<at::Tensor>& out = std::nullopt) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.stride(1) == 1,
               "panel_gemm_nt: expected float32 rows with unit stride");
-  TORCH_CHECK(panels.dim() == 3 && panels.size(1) == x.size(1) &&
-                  panels.size(0) * kPanelWidth >= N,
+  TORCH_CHECK(panels.dim() == 3 && panels.is_contiguous() && panels.size(1) == x.size(1) &&
+                  panels.size(2) == kPanelWidth &&
+                  panels.size(0) == (N + kPanelWidth - 1) / kPanelWidth,
               "panel_gemm_nt: panels ", panels.sizes(), " do not fit x ", x.sizes(), " and N ", N);
   auto y = out ? *out : at::empty({x.size(0), N}, x.options());
   TORCH_CHECK(y.is_contiguous() && y.size(0) == x.size(0) && y.size(1) == N,
               "panel_gemm_nt: out must be a contiguous (", x.size(0), ", ", N, ") tensor");
-  if (add) y.copy_(*add);
+  if (add) {
+    y.copy_(*add);
+  } else if (x.size(1) == 0) {
+    y.zero_();  // an empty sum: the kernel would write nothing
+  }
   panel_gemm(x.data_ptr<float>(), x.size(0), x.size(1), x.stride(0),
              panels.data_ptr<float>(), N, y.data_ptr<float>(), N, add.has_value());
   return y;

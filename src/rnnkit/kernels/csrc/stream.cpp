@@ -5,6 +5,9 @@
 
 namespace rnnkit {
 
+// For B <= kSmallBatch the step has its own panels: [w_x | w_h] side by side, 64 output rows
+// each, one accumulator row per register chain. (panel_gemm.h's 32-wide register blocks were
+// tried here: at one row their two accumulators make every FMA wait for the last one.)
 constexpr int64_t kPanel = 64;      // output rows per weight panel
 constexpr int64_t kSmallBatch = 4;  // up to this many rows, panel products beat GEMM calls
 
@@ -93,7 +96,8 @@ inline void gru_step_row(const scalar_t* __restrict__ xr, const scalar_t* __rest
 // The weights of a stacked LSTM or GRU, ready for steps of one batch size B. Per layer: w_ih
 // (N, I_k) and w_hh (N, H) with N = 4H (LSTM) or 3H (GRU), the bias of the input side b_x
 // (LSTM: b_ih + b_hh) and of the recurrent side b_h (GRU: b_hh, kept apart because r
-// multiplies it), and oneDNN-packed weights for the GEMM route (B > kSmallBatch). `watched`
+// multiplies it), and the weights as gemm.pack laid them out for the GEMM route (B >
+// kSmallBatch: rnnkit's panel kernel or oneDNN). `watched`
 // are the layer's parameters: a step on a stepper that is no longer fresh() would use stale
 // weights, so the caller rebuilds it.
 class Stepper {
