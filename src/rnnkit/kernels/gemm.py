@@ -22,8 +22,8 @@ def use_onednn(t: Tensor) -> bool:
     return t.dtype == torch.float32 and t.device.type == "cpu" and onednn_available()
 
 
-# Batch sizes up to which the loops get panels: there the panel kernel is 0.99-3.4x oneDNN per
-# call (python -m benchmarks.ab_recurrent_gemm), at 256 rows 0.98-1.05x.
+# Batch sizes up to which the loops get panels: there the panel kernel is 1.01-3.7x oneDNN per
+# call (python -m benchmarks.ab_recurrent_gemm), at 256 rows 0.98-1.08x.
 PANEL_MAX_ROWS = 128
 
 

@@ -1,8 +1,8 @@
 // The recurrent GEMM of a time loop, x (M, K) @ W^T with W (N, K), for the few rows of one
 // step: W laid out once in column panels, an AVX-512 register-blocked kernel, no library call.
 //
-// A oneDNN call takes 16.8 us for one row at K = 256, N = 1024 (0.5 MFLOP) against this
-// kernel's 4.9, 49.5 against 35.1 us at 32 rows, and a time loop makes two per step; from 128
+// A oneDNN call takes 17.3 us for one row at K = 256, N = 1024 (0.5 MFLOP) against this
+// kernel's 4.9, 49.2 against 35.5 us at 32 rows, and a time loop makes two per step; from 128
 // rows on the two are about even (`python -m benchmarks.ab_recurrent_gemm`).
 #pragma once
 
