@@ -6,8 +6,9 @@
 namespace rnnkit {
 
 // For B <= kSmallBatch the step has its own panels: [w_x | w_h] side by side, 64 output rows
-// each, one accumulator row per register chain. (panel_gemm.h's 32-wide register blocks were
-// tried here: at one row their two accumulators make every FMA wait for the last one.)
+// each. Tried here and not faster (`python -m benchmarks.bench_speed --cases streaming-lstm`):
+// panel_gemm.h's 32-wide register blocks, and 16 independent accumulator chains; at one row
+// the step waits on its weights coming from L2, not on the FMAs.
 constexpr int64_t kPanel = 64;      // output rows per weight panel
 constexpr int64_t kSmallBatch = 4;  // up to this many rows, panel products beat GEMM calls
 
