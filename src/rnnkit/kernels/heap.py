@@ -5,7 +5,8 @@ its default settings, hands blocks above its mmap threshold (at most 32 MiB) bac
 on free and returns freed memory at the top of the heap, so those buffers come back as fresh
 pages and every call pays page faults; rnnkit's kernels reuse their buffers and do not. A
 caching allocator (jemalloc, tcmalloc, mimalloc) or glibc told to keep freed memory removes
-that cost, and then torch.nn's kernel is the faster one (``python -m benchmarks.heap_lstm``).
+that cost, and then the two kernels tie (``python -m benchmarks.heap_lstm``), so torch.nn's
+stays.
 """
 
 from __future__ import annotations

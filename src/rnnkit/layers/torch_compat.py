@@ -158,8 +158,8 @@ class LSTM(_TorchCompatible, nn.LSTM):
 
     # Plain LSTM training follows the heap (rnnkit.kernels.heap): with glibc's default heap
     # rnnkit's kernel is the faster (torch.nn's pays page faults for fresh buffers on every
-    # call); with a caching allocator or glibc keeping freed memory, torch.nn's is
-    # (benchmarks/bench_speed.py with and without --heap warm, benchmarks/heap_lstm.py).
+    # call); with a caching allocator or glibc keeping freed memory, the two tie and torch.nn's
+    # stays (benchmarks/bench_speed.py with and without --heap warm, benchmarks/heap_lstm.py).
     fused_beats_torch: tuple[str, ...] = ("train",) if glibc_default_heap() else ()
 
     def __init__(

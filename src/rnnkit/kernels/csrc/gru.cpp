@@ -147,7 +147,8 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
 
 // Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n: (B, H); gates,
 // h_all: from gru_forward; h0: (B, H); w_hh_t_packed, if given, is w_hh^T (H, 3H) as
-// rnnkit.kernels.gemm.pack laid it out. Returns d_h0 (B, H) and fills the caller's (uninitialised) buffers:
+// rnnkit.kernels.gemm.pack laid it out. Returns d_h0 (B, H) and fills the caller's
+// (uninitialised) buffers:
 //   d_xp (T, B, 3H): gradient of the input projection W_ih x + b_ih (zero at inactive rows);
 //   d_t (4H, T*B): [d_hh_n; d_xp^T], where d_hh_n = d_n_pre * r is the n part of the gradient
 //     of W_hh h_in + b_hh (its r, z parts equal d_xp's), so rows [0, 3H) are d_hh^T with the n

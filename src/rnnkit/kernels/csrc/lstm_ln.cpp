@@ -48,7 +48,8 @@ inline void normalise_backward(const scalar_t* __restrict__ d_hat,
 // normalise_backward are taken in the same pass as the gain and bias sums.
 template <typename scalar_t>
 inline void gate_norm_backward(const scalar_t* __restrict__ d_y, const scalar_t* __restrict__ gain,
-                               const scalar_t* __restrict__ v_hat, const scalar_t* __restrict__ rstd,
+                               const scalar_t* __restrict__ v_hat,
+                               const scalar_t* __restrict__ rstd,
                                scalar_t* __restrict__ acc_gain, scalar_t* acc_bias,
                                scalar_t* __restrict__ d_v, int64_t H) {
   for (int64_t k = 0; k < 4; ++k) {
