@@ -101,6 +101,39 @@ def test_fused_equals_reference_at_a_size_that_uses_threads_and_onednn(calls, no
         assert_near(a, b, torch.float32, f"tensor {i}")
 
 
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("lengths", [None, "ragged"])
+def test_inference_runs_the_kernel_and_equals_torch_nn(calls, nonlinearity, lengths):
+    """Without autograd a plain RNN runs rnnkit's kernel (measured faster than torch.nn's:
+    benchmarks/bench_speed.py), equal to torch.nn.RNN with the same weights; the kernel then
+    keeps nothing for a backward pass."""
+    torch.manual_seed(0)
+    theirs = torch.nn.RNN(7, 40, 2, nonlinearity=nonlinearity, bidirectional=True)
+    ours = rnnkit.RNN(7, 40, 2, nonlinearity=nonlinearity, bidirectional=True)
+    ours.load_state_dict(theirs.state_dict())
+    x, h0 = torch.randn(9, 11, 7), torch.randn(4, 11, 40)
+    sizes = None if lengths is None else torch.tensor([9, 2, 5, 9, 1, 3, 7, 8, 9, 4, 6])
+    with torch.no_grad():
+        if sizes is None:
+            expected, expected_h = theirs(x, h0)
+            got, got_h = ours(x, h0)
+        else:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x, sizes, enforce_sorted=False)
+            out, expected_h = theirs(packed, h0)
+            expected, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=9)
+            got, got_h = ours(x, h0, lengths=sizes)
+    assert calls["run"] == 4
+    assert_near(got, expected, torch.float32, "output")
+    assert_near(got_h, expected_h, torch.float32, "h_n")
+
+    ext = rnnkit.kernels.build.load_extension("elman")
+    w_hh = torch.randn(40, 40)
+    args = (torch.randn(9, 11, 40), torch.randn(11, 40), w_hh, gemm.pack(w_hh, 11), None, [], 0)
+    kept, dropped = ext.elman_forward(*args, True), ext.elman_forward(*args, False)
+    assert torch.equal(kept[0], dropped[0]) and torch.equal(kept[1], dropped[1])
+    assert kept[2].shape == (40, 99) and dropped[2].numel() == 0
+
+
 @pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
 def test_onednn_and_aten_gemms_agree(calls, monkeypatch, nonlinearity):
     layer = rnnkit.RNN(7, 24, nonlinearity=nonlinearity, recurrent_dropout=0.25).train()
@@ -146,7 +179,7 @@ def test_gradcheck_of_the_function(calls, nonlinearity, with_mask):
     code = fused_elman.ACTIVATIONS[nonlinearity]
 
     def function(*args):
-        return fused_elman.ElmanFunction.apply(*args, mask, batch_sizes, code)
+        return fused_elman.ElmanFunction.apply(*args, mask, batch_sizes, code, True)
 
     assert torch.autograd.gradcheck(function, (x, h0, w_ih, w_hh, b_ih, b_hh))
 

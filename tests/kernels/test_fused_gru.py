@@ -100,10 +100,41 @@ def test_gradcheck_gru_function(calls, bias, ragged, masked):
 
     def function(x, h0, w_ih, w_hh, *b):
         b_ih, b_hh = b if bias else (None, None)
-        return fused_gru.GRUFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, mask, batch_sizes)
+        return fused_gru.GRUFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, mask, batch_sizes, True)
 
     inputs = (x, h0, *weights, *(biases if bias else []))
     assert torch.autograd.gradcheck(function, inputs, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("lengths", [None, "ragged"])
+def test_inference_equals_torch_nn_and_keeps_nothing(calls, lengths):
+    """Without autograd the kernel runs (rnnkit's GRU infers with it) and equals torch.nn.GRU
+    with the same weights; it then keeps only one step's gates, none for a backward pass."""
+    torch.manual_seed(0)
+    theirs = torch.nn.GRU(7, 40, 2, bidirectional=True)
+    ours = rnnkit.GRU(7, 40, 2, bidirectional=True)
+    ours.load_state_dict(theirs.state_dict())
+    x, h0 = torch.randn(9, 11, 7), torch.randn(4, 11, 40)
+    sizes = None if lengths is None else torch.tensor([9, 2, 5, 9, 1, 3, 7, 8, 9, 4, 6])
+    with torch.no_grad():
+        if sizes is None:
+            expected, expected_h = theirs(x, h0)
+            got, got_h = ours(x, h0)
+        else:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x, sizes, enforce_sorted=False)
+            out, expected_h = theirs(packed, h0)
+            expected, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=9)
+            got, got_h = ours(x, h0, lengths=sizes)
+    assert calls["run"] == 4
+    assert_near(got, expected, torch.float32, "output")
+    assert_near(got_h, expected_h, torch.float32, "h_n")
+
+    ext = rnnkit.kernels.build.load_extension("gru")
+    w_hh = torch.randn(120, 40)
+    args = (torch.randn(9, 11, 120), torch.randn(11, 40), w_hh, None, torch.randn(40), None, [])
+    kept, dropped = ext.gru_forward(*args, True), ext.gru_forward(*args, False)
+    assert torch.equal(kept[0], dropped[0]) and torch.equal(kept[2], dropped[2])
+    assert kept[1].shape == (9, 11, 160) and dropped[1].shape == (1, 11, 160)
 
 
 def test_layer_norm_is_not_fused(calls):

@@ -169,7 +169,7 @@ def test_backend_reports_each_kernel():
     else:
         lstm, heap = "LSTM: torch.nn's to train and infer", "a heap that keeps freed memory"
     assert report["plain layers"] == (
-        f"RNN: rnnkit's kernel to train, torch.nn's to infer; {lstm}; GRU: rnnkit's kernel to "
+        f"RNN: rnnkit's kernel to train and infer; {lstm}; GRU: rnnkit's kernel to "
         f"train and infer (rnnkit-only options and lengths=: rnnkit's; LSTM train for {heap})"
     )
 

@@ -23,15 +23,15 @@ class ElmanFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, mask, batch_sizes, activation):
+    def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, mask, batch_sizes, activation, keep):
         ext = load_extension("elman")
         T, B, I = x.shape
         bias = None if b_ih is None else b_ih + b_hh
         xp = gemm.linear(x.reshape(T * B, I), w_ih, bias).view(T, B, -1)  # (T, B, H)
         mask = None if mask is None else mask.contiguous()
         h_all, h_n, h_prev_t = ext.elman_forward(
-            xp, h0.contiguous(), w_hh, gemm.pack(w_hh, B), mask, batch_sizes, activation
-        )
+            xp, h0.contiguous(), w_hh, gemm.pack(w_hh, B), mask, batch_sizes, activation, keep
+        )  # keep: what backward needs, only when there will be one
         ctx.save_for_backward(x, w_ih, w_hh, mask, h_all, h_prev_t)
         ctx.batch_sizes, ctx.activation, ctx.has_bias = batch_sizes, activation, b_ih is not None
         return h_all, h_n
@@ -51,7 +51,7 @@ class ElmanFunction(torch.autograd.Function):
         d_w_ih = gemm.linear(d_pre_t, x.reshape(T * B, I).t()) if needs[2] else None  # (H, I)
         d_w_hh = gemm.linear(d_pre_t, h_prev_t) if needs[3] else None  # (H, H)
         d_b = d_p.sum(0) if ctx.has_bias else None
-        return d_x, d_h0, d_w_ih, d_w_hh, d_b, d_b, None, None, None
+        return d_x, d_h0, d_w_ih, d_w_hh, d_b, d_b, None, None, None, None
 
 
 def applies(equations: Any) -> bool:
@@ -64,6 +64,6 @@ def run(
 ) -> tuple[Tensor, RNNState]:  # fmt: skip
     h_all, h_n = ElmanFunction.apply(
         x, state.h, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"), mask,
-        batch_sizes, ACTIVATIONS[equations.nonlinearity],
+        batch_sizes, ACTIVATIONS[equations.nonlinearity], torch.is_grad_enabled(),
     )  # fmt: skip
     return h_all, RNNState(h_n)

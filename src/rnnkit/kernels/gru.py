@@ -24,7 +24,7 @@ class GRUFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, mask, batch_sizes):
+    def forward(ctx: Any, x, h0, w_ih, w_hh, b_ih, b_hh, mask, batch_sizes, keep):
         ext = load_extension("gru")
         T, B, I = x.shape
         H = w_hh.shape[1]
@@ -37,8 +37,8 @@ class GRUFunction(torch.autograd.Function):
         xp = gemm.linear(x.reshape(T * B, I), w_ih, bias).view(T, B, 3 * H)
         h0 = h0.contiguous()
         h_all, gates, h_n = ext.gru_forward(
-            xp, h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes
-        )
+            xp, h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep
+        )  # keep: what backward needs, only when there will be one
         ctx.save_for_backward(x, h0, w_ih, w_hh, mask, h_all, gates)
         ctx.batch_sizes, ctx.has_bias = batch_sizes, b_ih is not None
         return h_all, h_n
@@ -70,7 +70,7 @@ class GRUFunction(torch.autograd.Function):
         if ctx.has_bias:
             d_b_ih = d_p.sum(0)
             d_b_hh = torch.cat([d_b_ih[: 2 * H], d_t[:H].sum(1)])
-        return d_x, d_h0, d_w_ih, d_w_hh, d_b_ih, d_b_hh, None, None
+        return d_x, d_h0, d_w_ih, d_w_hh, d_b_ih, d_b_hh, None, None, None
 
 
 def applies(equations: Any) -> bool:
@@ -83,6 +83,6 @@ def run(
 ) -> tuple[Tensor, GRUState]:  # fmt: skip
     h_all, h_n = GRUFunction.apply(
         x, state.h, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"), mask,
-        batch_sizes,
+        batch_sizes, torch.is_grad_enabled(),
     )  # fmt: skip
     return h_all, GRUState(h_n)

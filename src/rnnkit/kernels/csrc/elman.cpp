@@ -80,17 +80,19 @@ inline int64_t active_rows(const std::vector<int64_t>& batch_sizes, int64_t t, i
 // xp: (T, B, H) input projection plus both biases; h0: (B, H); w_hh: (H, H); mask: (B, H)
 // recurrent dropout, applied to h_{t-1} where it enters w_hh. Returns h_all (T, B, H) (zeros at
 // inactive rows), h_n (B, H) (the state at each row's last active step, h0 if never active),
-// and h_prev_t (H, T*B), the transposed inputs of the recurrent GEMM (zeros at inactive rows).
+// and, with keep_for_backward, h_prev_t (H, T*B), the transposed inputs of the recurrent GEMM
+// (zeros at inactive rows), else an empty tensor.
 std::vector<Tensor> elman_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh,
                                   const std::optional<Tensor>& w_hh_packed,
                                   const std::optional<Tensor>& mask,
-                                  const std::vector<int64_t>& batch_sizes, int64_t activation) {
+                                  const std::vector<int64_t>& batch_sizes, int64_t activation,
+                                  bool keep_for_backward) {
   const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
   TORCH_CHECK(xp.is_contiguous() && h0.is_contiguous(), "rnnkit elman: contiguous inputs");
   TORCH_CHECK(batch_sizes.empty() || static_cast<int64_t>(batch_sizes.size()) == T,
               "rnnkit elman: batch_sizes must have T entries");
   auto h_all = at::empty({T, B, H}, h0.options());
-  auto h_prev_t = at::empty({H, T * B}, h0.options());
+  auto h_prev_t = at::empty({keep_for_backward ? H : 0, T * B}, h0.options());
   auto h_n = h0.clone();
   auto h_in_buffer = mask ? at::empty({B, H}, h0.options()) : Tensor();
   auto pre_rows = at::empty({B, H}, h0.options());  // a step's pre-activations
@@ -101,7 +103,7 @@ std::vector<Tensor> elman_forward(const Tensor& xp, const Tensor& h0, const Tens
         const int64_t n = active_rows(batch_sizes, t, B);
         auto h_t = h_all[t];
         zero_rows_from(h_t.data_ptr<scalar_t>(), n, B, H);  // outputs at padded steps
-        if (n < B) h_prev_t.narrow(1, t * B + n, B - n).zero_();
+        if (keep_for_backward && n < B) h_prev_t.narrow(1, t * B + n, B - n).zero_();
         if (n == 0) continue;
         auto h_in = (t == 0 ? h0 : h_all[t - 1]).narrow(0, 0, n);
         if (mask) {
@@ -109,8 +111,10 @@ std::vector<Tensor> elman_forward(const Tensor& xp, const Tensor& h0, const Tens
           at::mul_out(dropped, h_in, mask->narrow(0, 0, n));
           h_in = dropped;
         }
-        transpose_block(h_in.data_ptr<scalar_t>(), n, H, h_prev_t.data_ptr<scalar_t>() + t * B,
-                        T * B);
+        if (keep_for_backward) {
+          transpose_block(h_in.data_ptr<scalar_t>(), n, H,
+                          h_prev_t.data_ptr<scalar_t>() + t * B, T * B);
+        }
         auto pre = gemm_nt_add(h_in, w_hh, w_hh_packed, xp[t].narrow(0, 0, n),
                                pre_rows.narrow(0, 0, n));  // (n, H)
         const scalar_t* P = pre.data_ptr<scalar_t>();

@@ -94,19 +94,20 @@ inline void add_into(const scalar_t* __restrict__ a, const scalar_t* __restrict_
 // xp: (T, B, 3H) input projection plus b_ih and the r, z parts of b_hh; h0: (B, H);
 // w_hh: (3H, H); b_hn: (H) the n part of b_hh, or none; mask: (B, H) recurrent dropout, applied
 // to h_{t-1} where it enters w_hh only. Returns h_all (T, B, H) (zeros at inactive rows),
-// gates (T, B, 4H) (r, z, n, hh_n at active rows; the rest unset) and h_n.
+// gates (T, B, 4H) (r, z, n, hh_n at active rows; the rest unset) and h_n. Without
+// keep_for_backward the gates are only the last step's, (1, B, 4H): nothing is kept.
 std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh,
                                 const std::optional<Tensor>& w_hh_packed,
                                 const std::optional<Tensor>& b_hn,
                                 const std::optional<Tensor>& mask,
-                                const std::vector<int64_t>& batch_sizes) {
+                                const std::vector<int64_t>& batch_sizes, bool keep_for_backward) {
   const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
   TORCH_CHECK(xp.is_contiguous() && h0.is_contiguous(), "gru_forward: contiguous xp, h0");
   TORCH_CHECK(!mask || mask->is_contiguous(), "gru_forward: contiguous mask");
   TORCH_CHECK(batch_sizes.empty() || static_cast<int64_t>(batch_sizes.size()) == T,
               "gru_forward: one batch size per step");
   auto h_all = at::empty({T, B, H}, h0.options());
-  auto gates = at::empty({T, B, 4 * H}, xp.options());
+  auto gates = at::empty({keep_for_backward ? T : 1, B, 4 * H}, xp.options());
   auto h = h0.clone();
   auto h_in = mask ? at::empty({B, H}, h0.options()) : h;  // h * mask, rows [0, n)
   auto hh_rows = at::empty({B, 3 * H}, h0.options());      // W_hh h_in of a step's rows
@@ -127,7 +128,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
       auto hh = gemm_nt(h_in.narrow(0, 0, n), w_hh, w_hh_packed, hh_rows.narrow(0, 0, n));
       const scalar_t* HH = hh.data_ptr<scalar_t>();
       const scalar_t* X = xp[t].data_ptr<scalar_t>();
-      scalar_t* Gt = gates[t].data_ptr<scalar_t>();
+      scalar_t* Gt = gates[keep_for_backward ? t : 0].data_ptr<scalar_t>();
       scalar_t* Ht = h_all[t].data_ptr<scalar_t>();
       for_rows(n, 3 * H, [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
