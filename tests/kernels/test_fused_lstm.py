@@ -89,6 +89,30 @@ def test_weight_gradients_in_blocks_of_one_step(options, lengths, monkeypatch, c
     assert calls["lstm_ln" if options.get("layer_norm") else "lstm"] == 2
 
 
+@pytest.mark.parametrize("options", [{}, {"peephole": True}, {"layer_norm": True}])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_inference_keeps_nothing_and_equals_the_training_forward(options, dtype, calls):
+    """Without autograd the kernels hold one step of what backward would read instead of all
+    of them; the outputs equal those of the forward that keeps them (lengths: the kernel runs
+    for plain LSTMs too), and the reference loop's."""
+    layer = rnnkit.LSTM(5, 40, 2, bidirectional=True, dtype=dtype, **options).eval()
+    x = torch.randn(9, 6, 5, dtype=dtype)
+    lens = torch.tensor([9, 3, 0, 6, 9, 1])
+    kept = layer(x, lengths=lens)
+    with torch.no_grad():
+        dropped = layer(x, lengths=lens)
+        with rnnkit.reference_implementation():
+            reference = layer(x, lengths=lens)
+    assert calls["lstm_ln" if options.get("layer_norm") else "lstm"] == 8
+    for k, (a, b, r) in enumerate(
+        zip(torch.utils._pytree.tree_leaves(dropped), torch.utils._pytree.tree_leaves(kept),
+            torch.utils._pytree.tree_leaves(reference), strict=True)
+    ):  # fmt: skip
+        assert torch.equal(a, b.detach()), f"tensor {k}"
+        tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+        assert_close(a, r, tolerance * max(1.0, r.abs().max().item()), f"tensor {k}")
+
+
 @pytest.mark.parametrize("options", OPTIONS)
 def test_fused_float32_is_as_close_to_float64_as_the_reference(options):
     layer = rnnkit.LSTM(6, 16, bidirectional=True, **options).train()
@@ -122,12 +146,12 @@ def test_gradcheck_of_the_lstm_functions():
     mask = torch.bernoulli(torch.full((B, H), 0.7, dtype=torch.float64)) / 0.7
     sizes = [3, 3, 2, 1]
     assert torch.autograd.gradcheck(
-        lambda *a: lstm_kernel.LSTMFunction.apply(*a, mask, sizes),
+        lambda *a: lstm_kernel.LSTMFunction.apply(*a, mask, sizes, True),
         (x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep),
     )
     g_ih, g_hh, g_c, b_c = rand(4 * H), rand(4 * H), rand(H), rand(H)
     assert torch.autograd.gradcheck(
-        lambda *a: lstm_ln_kernel.LayerNormLSTMFunction.apply(*a, mask, sizes),
+        lambda *a: lstm_ln_kernel.LayerNormLSTMFunction.apply(*a, mask, sizes, True),
         (x, h0, c0, w_ih, g_ih, b_ih, w_hh, b_hh, g_hh, g_c, b_c, peep),
     )
 

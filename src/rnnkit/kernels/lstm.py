@@ -77,7 +77,8 @@ class LSTMFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x, h0, c0, w_ih, w_hh, b_ih, b_hh, peephole, mask, batch_sizes):
+    def forward(ctx: Any, x, h0, c0, w_ih, w_hh, b_ih, b_hh, peephole, mask, batch_sizes, keep):
+        # keep: what backward needs, only when there will be one (autograd on)
         ext = load_extension("lstm")
         T, B, I = x.shape
         rows = active_rows(batch_sizes, B, x.device)
@@ -87,16 +88,23 @@ class LSTMFunction(torch.autograd.Function):
         bias = None if b_ih is None else b_ih + b_hh
         xp = gemm.linear(x_rows, w_ih, bias)  # (N, 4H)
         N, H = xp.shape[0], w_hh.shape[1]
+        if keep:
+            c_all = pooled("lstm.c_all", (T, B, H), xp)
+            gates = pooled("lstm.gates", xp.shape, xp)
+        else:  # one step's worth
+            c_all, gates = xp.new_empty((1, B, H)), xp.new_empty((B, 4 * H))
         # each step's GEMM input, kept for the weight gradient where it is not a slice of h_all
-        h_in = None if mask is None and rows is None else pooled("lstm.h_in", (N, H), xp)
+        h_in = None
+        if mask is not None or rows is not None:
+            h_in = pooled("lstm.h_in", (N, H), xp) if keep else xp.new_empty((B, H))
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), peephole, mask,
-            batch_sizes, pooled("lstm.c_all", (T, B, H), xp), pooled("lstm.gates", xp.shape, xp),
-            h_in,
+            batch_sizes, c_all, gates, h_in, keep,
         )  # fmt: skip
-        ctx.save_for_backward(
-            x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates, h_in
-        )
+        if keep:
+            ctx.save_for_backward(
+                x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates, h_in
+            )
         ctx.batch_sizes, ctx.has_bias, ctx.x_shape = batch_sizes, b_ih is not None, x.shape
         return h_all, h_n, c_n
 
@@ -123,7 +131,7 @@ class LSTMFunction(torch.autograd.Function):
             d_gates, [lambda n0, n1: x_rows[n0:n1], previous_states(h0, h_all, h_in)], B
         )
         d_b = d_gates.sum(0) if ctx.has_bias else None
-        return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None
+        return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None, None
 
 
 def applies(equations: Any) -> bool:
@@ -138,6 +146,6 @@ def run(
 ) -> tuple[Tensor, LSTMState]:  # fmt: skip
     h_all, h_n, c_n = LSTMFunction.apply(
         x, state.h, state.c, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"),
-        p.get("weight_peephole"), mask, batch_sizes,
+        p.get("weight_peephole"), mask, batch_sizes, torch.is_grad_enabled(),
     )  # fmt: skip
     return h_all, LSTMState(h_n, c_n)

@@ -27,27 +27,36 @@ class LayerNormLSTMFunction(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, x, h0, c0, w_ih, g_ih, b_ih, w_hh, b_hh, g_hh, g_c, b_c, peephole, mask,
-        batch_sizes,
+        batch_sizes, keep,
     ):  # fmt: skip
+        # keep: what backward needs, only when there will be one (autograd on)
         ext = load_extension("lstm_ln")
         T, B, I = x.shape
         G = w_ih.shape[0]
         x_rows = x.reshape(T * B, I)
         xp = gemm.linear(x_rows, w_ih).view(T, B, G)  # raw W_ih x, normalised in the loop
-        shapes = ((T, B, G // 4), (T, B, G), (T, B, G), (T, B, 4), (T, B, G), (T, B, 4),
-                  (T, B, G // 4), (T, B))  # fmt: skip
-        saved = [  # what backward reads, in buffers reused once nothing views them
-            pooled(f"lstm_ln.{name}", shape, xp) for name, shape in zip(SAVED, shapes, strict=True)
+        S = T if keep else 1  # steps the buffers hold
+        shapes = ((S, B, G // 4), (S, B, G), (S, B, G), (S, B, 4), (S, B, G), (S, B, 4),
+                  (S, B, G // 4), (S, B))  # fmt: skip
+
+        def buffer(name: str, shape: tuple[int, ...]) -> Tensor:
+            return pooled(name, shape, xp) if keep else xp.new_empty(shape)
+
+        # what backward reads, in buffers reused once nothing views them
+        saved = [
+            buffer(f"lstm_ln.{name}", shape) for name, shape in zip(SAVED, shapes, strict=True)
         ]
         # each step's masked GEMM input, kept for the weight gradient
-        h_in = None if mask is None else pooled("lstm_ln.h_in", (T, B, G // 4), xp)
+        h_in = None if mask is None else buffer("lstm_ln.h_in", (S, B, G // 4))
         h_all, h_n, c_n = ext.lstm_ln_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), g_ih, b_ih, g_hh,
-            b_hh, g_c, b_c, peephole, mask, batch_sizes, saved, h_in,
+            b_hh, g_c, b_c, peephole, mask, batch_sizes, saved, h_in, keep,
         )  # fmt: skip
-        ctx.save_for_backward(
-            x_rows, h0, c0, w_ih, g_ih, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, h_in, *saved
-        )
+        if keep:
+            ctx.save_for_backward(
+                x_rows, h0, c0, w_ih, g_ih, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, h_in,
+                *saved,
+            )  # fmt: skip
         ctx.batch_sizes, ctx.has_bias = batch_sizes, b_hh is not None
         return h_all, h_n, c_n
 
@@ -76,7 +85,7 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         d_b = d_b if ctx.has_bias else None  # b_ih and b_hh add to the same pre-activation
         return (
             d_x, d_h0, d_c0, d_w_ih, d_g_ih, d_b, d_w_hh, d_b, d_g_hh, d_g_c, d_b_c, d_peephole,
-            None, None,
+            None, None, None,
         )  # fmt: skip
 
 
@@ -94,5 +103,6 @@ def run(
         x, state.h, state.c, p["weight_ih"], p["ln_ih_weight"], p.get("bias_ih"),
         p["weight_hh"], p.get("bias_hh"), p["ln_hh_weight"],
         p["ln_cell_weight"], p["ln_cell_bias"], p.get("weight_peephole"), mask, batch_sizes,
+        torch.is_grad_enabled(),
     )  # fmt: skip
     return h_all, LSTMState(h_n, c_n)

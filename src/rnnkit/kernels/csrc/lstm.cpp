@@ -82,21 +82,26 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
 // (N, 4H) (activated i, f, g, o, packed like xp), h_n, c_n. c_all and gates are written into
 // the caller's buffers (kept for backward, reused across calls by the caller). h_in (N, H),
 // required with a mask: each step's GEMM input (the active rows of h_{t-1}, masked) is written
-// there, packed like xp, for the weight gradient to read back.
+// there, packed like xp, for the weight gradient to read back. Without keep_for_backward
+// nothing is kept: c_all is (1, B, H), gates (B, 4H) and h_in (B, H), one step at a time.
 std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                  const std::optional<Tensor>& peephole,
                                  const std::optional<Tensor>& mask,
                                  const std::vector<int64_t>& batch_sizes, Tensor c_all,
-                                 Tensor gates, const std::optional<Tensor>& h_in) {
+                                 Tensor gates, const std::optional<Tensor>& h_in,
+                                 bool keep_for_backward) {
   const int64_t B = h0.size(0), H = c0.size(1), N = xp.size(0);
   const int64_t T = batch_sizes.empty() ? N / B : static_cast<int64_t>(batch_sizes.size());
-  TORCH_CHECK(c_all.is_contiguous() && c_all.sizes() == at::IntArrayRef({T, B, H}) &&
-                  gates.is_contiguous() && gates.sizes() == at::IntArrayRef({N, 4 * H}),
-              "lstm_forward: c_all must be a contiguous (T, B, H) tensor and gates (N, 4H)");
+  const int64_t steps = keep_for_backward ? T : 1, kept_rows = keep_for_backward ? N : B;
+  TORCH_CHECK(c_all.is_contiguous() && c_all.sizes() == at::IntArrayRef({steps, B, H}) &&
+                  gates.is_contiguous() && gates.sizes() == at::IntArrayRef({kept_rows, 4 * H}),
+              "lstm_forward: c_all must be a contiguous (", steps, ", B, H) tensor and gates (",
+              kept_rows, ", 4H)");
   TORCH_CHECK(!mask || h_in, "lstm_forward: a mask needs the h_in buffer");
-  TORCH_CHECK(!h_in || (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({N, H})),
-              "lstm_forward: h_in must be a contiguous (N, H) tensor");
+  TORCH_CHECK(!h_in ||
+                  (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({kept_rows, H})),
+              "lstm_forward: h_in must be a contiguous (", kept_rows, ", H) tensor");
   auto h_all = at::empty({T, B, H}, h0.options());
   auto h = h0.clone();
   auto c = c0.clone();
@@ -107,20 +112,21 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
     for (int64_t t = 0; t < T; offset += batch_sizes.empty() ? B : batch_sizes[t], ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       scalar_t* Ht = h_all.data_ptr<scalar_t>() + t * B * H;
-      scalar_t* Ct = c_all.data_ptr<scalar_t>() + t * B * H;
+      scalar_t* Ct = c_all.data_ptr<scalar_t>() + (keep_for_backward ? t : 0) * B * H;
+      const int64_t kept = keep_for_backward ? offset : 0;  // the step's first row in gates, h_in
       zero_rows_from(Ht, n, B, H);  // outputs at padded steps
       zero_rows_from(Ct, n, B, H);  // read by the peephole gradient
       if (n == 0) continue;
       Tensor rows = h.narrow(0, 0, n);
       if (h_in) {
-        rows = h_in->narrow(0, offset, n);
+        rows = h_in->narrow(0, kept, n);
         recurrent_input_rows(h.data_ptr<scalar_t>(), mask ? mask->data_ptr<scalar_t>() : nullptr,
                              rows.data_ptr<scalar_t>(), n, H);
       }
       auto pre = gemm_nt(rows, w_hh, w_hh_packed, pre_rows.narrow(0, 0, n));  // + xp: gate math
       const scalar_t* P = pre.data_ptr<scalar_t>();
       const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * 4 * H;
-      scalar_t* Gt = gates.data_ptr<scalar_t>() + offset * 4 * H;
+      scalar_t* Gt = gates.data_ptr<scalar_t>() + kept * 4 * H;
       scalar_t* Hs = h.data_ptr<scalar_t>();
       scalar_t* Cs = c.data_ptr<scalar_t>();
       for_rows(n, H, [&](int64_t begin, int64_t end) {
@@ -222,6 +228,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("x"), py::arg("panels"), py::arg("N"), py::arg("add") = py::none(),
         py::arg("out") = py::none());
   m.attr("panel_gemm") = rnnkit::kPanelGemm;
-  m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence");
+  m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence", py::arg("xp"),
+        py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"),
+        py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("c_all"),
+        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"));
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time");
 }

@@ -137,7 +137,8 @@ inline void ln_forward_row(const scalar_t* __restrict__ xp, const scalar_t* __re
 // across calls by the caller): c_all (T, B, H), gates (T, B, 4H), x_hat (T, B, 4H), rstd_ih
 // (T, B, 4), hh_hat (T, B, 4H), rstd_hh (T, B, 4), c_hat (T, B, H), rstd_c (T, B).
 // h_in (T, B, H), required with a mask: each step's GEMM input (h_{t-1} masked; zero at
-// inactive rows) is written there for the weight gradient to read back.
+// inactive rows) is written there for the weight gradient to read back. Without
+// keep_for_backward nothing is kept: saved and h_in have 1 in place of T, one step at a time.
 // Returns h_all (T, B, H), the saved buffers filled, h_n, c_n.
 std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                     const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
@@ -148,15 +149,16 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
                                     const std::optional<Tensor>& mask,
                                     const std::vector<int64_t>& batch_sizes,
                                     const std::vector<Tensor>& saved,
-                                    const std::optional<Tensor>& h_in) {
+                                    const std::optional<Tensor>& h_in, bool keep_for_backward) {
   const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1);
+  const int64_t S = keep_for_backward ? T : 1;  // steps the buffers hold
   TORCH_CHECK(xp.is_contiguous(), "lstm_ln_forward: xp must be contiguous");
   TORCH_CHECK(!mask || h_in, "lstm_ln_forward: a mask needs the h_in buffer");
-  TORCH_CHECK(!h_in || (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({T, B, H})),
-              "lstm_ln_forward: h_in must be a contiguous (T, B, H) tensor");
-  const std::vector<std::vector<int64_t>> shapes = {{T, B, H},     {T, B, 4 * H}, {T, B, 4 * H},
-                                                    {T, B, 4},     {T, B, 4 * H}, {T, B, 4},
-                                                    {T, B, H},     {T, B}};
+  TORCH_CHECK(!h_in || (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({S, B, H})),
+              "lstm_ln_forward: h_in must be a contiguous (", S, ", B, H) tensor");
+  const std::vector<std::vector<int64_t>> shapes = {{S, B, H},     {S, B, 4 * H}, {S, B, 4 * H},
+                                                    {S, B, 4},     {S, B, 4 * H}, {S, B, 4},
+                                                    {S, B, H},     {S, B}};
   TORCH_CHECK(saved.size() == shapes.size(), "lstm_ln_forward: expected 8 saved buffers");
   for (size_t k = 0; k < shapes.size(); ++k)
     TORCH_CHECK(saved[k].is_contiguous() && saved[k].sizes() == at::IntArrayRef(shapes[k]) &&
@@ -179,16 +181,17 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       const int64_t r0 = t * B;  // first row of step t
-      scalar_t *Ht = h_all.data_ptr<scalar_t>() + H * r0, *Ct = Ca + H * r0, *Ch = Chat + H * r0;
-      scalar_t *Gt = Ga + 4 * H * r0, *Xt = Xh + 4 * H * r0, *HHt = HHh + 4 * H * r0;
-      scalar_t *Rit = Ri + 4 * r0, *Rht = Rh + 4 * r0, *Rct = Rc + r0;
+      const int64_t k0 = keep_for_backward ? r0 : 0;  // its first row in the saved buffers
+      scalar_t *Ht = h_all.data_ptr<scalar_t>() + H * r0, *Ct = Ca + H * k0, *Ch = Chat + H * k0;
+      scalar_t *Gt = Ga + 4 * H * k0, *Xt = Xh + 4 * H * k0, *HHt = HHh + 4 * H * k0;
+      scalar_t *Rit = Ri + 4 * k0, *Rht = Rh + 4 * k0, *Rct = Rc + k0;
       for (scalar_t* buf : {Ht, Ct, Ch}) zero_rows_from(buf, n, B, H);
       for (scalar_t* buf : {Gt, Xt, HHt}) zero_rows_from(buf, n, B, 4 * H);
       for (scalar_t* buf : {Rit, Rht}) zero_rows_from(buf, n, B, 4);
       zero_rows_from(Rct, n, B, 1);
       Tensor rows = h.narrow(0, 0, n);
       if (h_in) {
-        rows = (*h_in)[t].narrow(0, 0, n);
+        rows = (*h_in)[keep_for_backward ? t : 0].narrow(0, 0, n);
         zero_rows_from(rows.data_ptr<scalar_t>(), n, B, H);  // read by the weight gradient
         recurrent_input_rows(h.data_ptr<scalar_t>(), mask ? mask->data_ptr<scalar_t>() : nullptr,
                              rows.data_ptr<scalar_t>(), n, H);
