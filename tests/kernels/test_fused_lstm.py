@@ -22,6 +22,7 @@ OPTIONS = [
     {"layer_norm": True},
     {"layer_norm": True, "peephole": True, "recurrent_dropout": 0.2},
     {"layer_norm": True, "bias": False},
+    {"bias": False, "peephole": True},
 ]
 
 

@@ -116,10 +116,11 @@ class LSTMFunction(torch.autograd.Function):
         ext = load_extension("lstm")
         T, B, I = ctx.x_shape
         N = gates.shape[0]
-        d_gates, d_h0, d_c0, d_peephole = ext.lstm_backward(
+        # d_b: d_gates summed over rows in the loop (None without biases); b_ih, b_hh share it
+        d_gates, d_h0, d_c0, d_peephole, d_b = ext.lstm_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
             c0.contiguous(), w_hh, gemm.pack(w_hh.t(), B), peephole, mask,
-            ctx.batch_sizes, scratch("lstm.d_gates", (N, gates.shape[1]), gates),
+            ctx.batch_sizes, scratch("lstm.d_gates", (N, gates.shape[1]), gates), ctx.has_bias,
         )  # fmt: skip
         d_x = None
         if ctx.needs_input_grad[0]:
@@ -130,7 +131,6 @@ class LSTMFunction(torch.autograd.Function):
         d_w_ih, d_w_hh = weight_gradients(
             d_gates, [lambda n0, n1: x_rows[n0:n1], previous_states(h0, h_all, h_in)], B
         )
-        d_b = d_gates.sum(0) if ctx.has_bias else None
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None, None
 
 

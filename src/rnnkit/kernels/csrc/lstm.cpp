@@ -40,15 +40,16 @@ inline void lstm_forward_row(const scalar_t* __restrict__ hh, const scalar_t* __
 
 // One row of the backward gate math: from d h_t (output gradient d_out plus the carried d_h)
 // and the carried d c_t, the pre-activation gradients d_gates and d c_{t-1} (into d_c).
-template <bool kPeephole, typename scalar_t>
+// d_peep, d_bias: this thread's running sums of the peephole gradients (3H), if kPeephole, and
+// of d_gates itself, the bias gradient (4H), if kBias (added while the row is in registers).
+template <bool kPeephole, bool kBias, typename scalar_t>
 inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ c,
                               const scalar_t* __restrict__ c_prev,
                               const scalar_t* __restrict__ d_out,
                               const scalar_t* __restrict__ w_peep,
                               const scalar_t* __restrict__ d_h, scalar_t* __restrict__ d_c,
                               scalar_t* __restrict__ d_g, scalar_t* __restrict__ d_peep,
-                              int64_t H) {
-  // d_peep: this thread's running sums of the peephole gradients (3H), if kPeephole.
+                              scalar_t* __restrict__ d_bias, int64_t H) {
 #pragma omp simd
   for (int64_t j = 0; j < H; ++j) {
     const scalar_t i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
@@ -66,11 +67,18 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
       d_peep[H + j] += df_pre * c_prev[j];
       d_peep[2 * H + j] += do_pre * c[j];
     }
+    const scalar_t dg_pre = dc * i * (1 - gg * gg);
     d_g[j] = di_pre;
     d_g[H + j] = df_pre;
-    d_g[2 * H + j] = dc * i * (1 - gg * gg);
+    d_g[2 * H + j] = dg_pre;
     d_g[3 * H + j] = do_pre;
     d_c[j] = dc_prev;
+    if constexpr (kBias) {
+      d_bias[j] += di_pre;
+      d_bias[H + j] += df_pre;
+      d_bias[2 * H + j] += dg_pre;
+      d_bias[3 * H + j] += do_pre;
+    }
   }
 }
 
@@ -149,23 +157,24 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
 // Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n, d_c_n: (B, H).
 // Fills d_gates (N, 4H) (gradients of the gate pre-activations, packed like gates; the caller
 // turns them into weight and input gradients with GEMMs over all steps); returns it with d_h0,
-// d_c0 and the peephole gradient (3, H) (undefined without peepholes).
+// d_c0, the peephole gradient (3, H) (undefined without peepholes) and, with bias_grad, the
+// bias gradient (4H), d_gates summed over rows (else undefined).
 // w_hh_t_packed, if given, is w_hh^T (H, 4H) as rnnkit.kernels.gemm.pack laid it out.
 std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& d_c_n,
                                   const Tensor& gates, const Tensor& c_all, const Tensor& c0,
                                   const Tensor& w_hh, const std::optional<Tensor>& w_hh_t_packed,
                                   const std::optional<Tensor>& peephole,
                                   const std::optional<Tensor>& mask,
-                                  const std::vector<int64_t>& batch_sizes, Tensor d_gates) {
+                                  const std::vector<int64_t>& batch_sizes, Tensor d_gates,
+                                  bool bias_grad) {
   // d_gates is a scratch buffer the caller owns.
   const int64_t T = c_all.size(0), B = c_all.size(1), H = c0.size(1), N = gates.size(0);
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto d_c = d_c_n.clone();
   auto w_hh_t = w_hh.t();  // (H, 4H): d_h_prev = d_gates @ w_hh
-  auto peep_sums = at::zeros({peephole ? at::get_num_threads() : 0, 3 * H}, c0.options());
+  auto sums = at::zeros({at::get_num_threads(), 7 * H}, c0.options());  // [d_bias | d_peep]
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
     const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
-    scalar_t* dP = peephole ? peep_sums.data_ptr<scalar_t>() : nullptr;
     int64_t offset = N;  // one past the last packed row of step t
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
@@ -179,16 +188,21 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
       scalar_t* dH = d_h.data_ptr<scalar_t>();
       scalar_t* dC = d_c.data_ptr<scalar_t>();
       for_rows(n, H, [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) {
-          const int64_t r = b * H;
-          if (w_peep) {
-            scalar_t* acc = dP + at::get_thread_num() * 3 * H;
-            lstm_backward_row<true>(G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r,
-                                    dG + 4 * r, acc, H);
-          } else {
-            lstm_backward_row<false>(G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r,
-                                     dG + 4 * r, static_cast<scalar_t*>(nullptr), H);
+        scalar_t* acc = sums.data_ptr<scalar_t>() + at::get_thread_num() * 7 * H;
+        const auto rows = [&](auto peep, auto bias) {
+          for (int64_t b = begin; b < end; ++b) {
+            const int64_t r = b * H;
+            lstm_backward_row<decltype(peep)::value, decltype(bias)::value>(
+                G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r, dG + 4 * r,
+                acc + 4 * H, acc, H);
           }
+        };
+        using yes = std::true_type;
+        using no = std::false_type;
+        if (w_peep) {
+          bias_grad ? rows(yes{}, yes{}) : rows(yes{}, no{});
+        } else {
+          bias_grad ? rows(no{}, yes{}) : rows(no{}, no{});
         }
       });
       auto d_h_prev = d_h.narrow(0, 0, n);  // the carried d_h of active rows: d_gates @ w_hh
@@ -196,8 +210,10 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
     }
   });
-  auto d_peephole = peephole ? peep_sums.sum(0).view({3, H}) : at::Tensor();
-  return {d_gates, d_h, d_c, d_peephole};
+  auto total = sums.sum(0);
+  auto d_peephole = peephole ? total.narrow(0, 4 * H, 3 * H).view({3, H}) : at::Tensor();
+  auto d_bias = bias_grad ? total.narrow(0, 0, 4 * H) : at::Tensor();
+  return {d_gates, d_h, d_c, d_peephole, d_bias};
 }
 
 }  // namespace rnnkit
