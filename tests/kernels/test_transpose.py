@@ -31,7 +31,21 @@ def test_transpose_reads_a_strided_input_and_reuses_the_named_buffer():
 def test_transpose_rejects_what_does_not_fit():
     with pytest.raises(RuntimeError, match="expected a 2-D tensor, got 3-D"):
         EXT.transpose(torch.randn(2, 3, 4))
-    with pytest.raises(RuntimeError, match=r"out must be a contiguous \(C, R\) tensor"):
+    expected = r"out must be a contiguous \(C, >= column \+ R\) tensor of the input's dtype"
+    with pytest.raises(RuntimeError, match=expected):
         EXT.transpose(torch.randn(3, 5), torch.empty(3, 5))
-    with pytest.raises(RuntimeError, match=r"out must be a contiguous \(C, R\) tensor"):
+    with pytest.raises(RuntimeError, match=expected):
         EXT.transpose(torch.randn(3, 5), torch.empty(5, 3, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match=expected + ".*at column 2"):
+        EXT.transpose(torch.randn(3, 5), torch.empty(5, 4), 2)
+    with pytest.raises(RuntimeError, match=expected + ".*at column -1"):
+        EXT.transpose(torch.randn(3, 5), torch.empty(5, 4), -1)
+
+
+def test_row_blocks_are_transposed_side_by_side():
+    """gemm.transpose of a list of row blocks equals the transpose of their concatenation,
+    each block written at its column of the buffer (including an empty block)."""
+    blocks = [torch.randn(3, 70), torch.randn(0, 70), torch.randn(65, 70), torch.randn(8, 70)]
+    expected = torch.cat(blocks).t()
+    assert torch.equal(gemm.transpose(blocks), expected)
+    assert torch.equal(gemm.transpose(blocks, "test.blocks"), expected)

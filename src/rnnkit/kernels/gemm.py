@@ -67,17 +67,24 @@ def matmul(x: Tensor, y: Tensor) -> Tensor:
     return torch.mm(x, y)
 
 
-def transpose(t: Tensor, name: str | None = None) -> Tensor:
+def transpose(rows: Tensor | list[Tensor], name: str | None = None) -> Tensor:
     """(R, C) -> (C, R) contiguous, with the C++ tiled transpose when it is built; into the
     reused scratch buffer ``name`` if given (the result is then valid until the next call
-    with that name)."""
+    with that name). A list of (R_k, C) blocks is the matrix they make one after another
+    along the rows, transposed without concatenating them first."""
     from .workspace import scratch
 
+    blocks = [rows] if isinstance(rows, Tensor) else rows
     ext = load_extension("lstm")
     if ext is None:
-        return t.t().contiguous()
-    out = None if name is None else scratch(name, (t.shape[1], t.shape[0]), t)
-    return ext.transpose(t, out)
+        return torch.cat(blocks).t().contiguous()
+    shape = (blocks[0].shape[1], sum(block.shape[0] for block in blocks))
+    out = blocks[0].new_empty(shape) if name is None else scratch(name, shape, blocks[0])
+    column = 0
+    for block in blocks:
+        ext.transpose(block, out, column)
+        column += block.shape[0]
+    return out
 
 
 class _OneDNNLinear(torch.autograd.Function):

@@ -31,25 +31,25 @@ CHUNK_BYTES = 16 << 20  # bytes of gate gradients per block of rows in the weigh
 
 def previous_states(h0: Tensor, h_all: Tensor, h_in: Tensor | None):
     """h_{t-1} of rows [n0, n1), as the recurrent weights saw it: a function
-    (n0, n1) -> (n1 - n0, H). ``h_in`` (N, H), if the forward loop wrote it (with a mask or
-    lengths), holds exactly those rows; otherwise they are slices of h0 and h_all (no copy of
-    the whole shifted sequence)."""
+    (n0, n1) -> blocks of rows [(n_k, H)] that make it one after another. ``h_in`` (N, H), if
+    the forward loop wrote it (with a mask or lengths), holds exactly those rows; otherwise they
+    are slices of h0 and h_all (no copy of the whole shifted sequence)."""
     if h_in is not None:
-        return lambda n0, n1: h_in[n0:n1]
+        return lambda n0, n1: [h_in[n0:n1]]
     B, H = h0.shape
     flat = h_all.view(-1, H)
 
-    def rows_of(n0: int, n1: int) -> Tensor:  # n0, n1: multiples of B
+    def rows_of(n0: int, n1: int) -> list[Tensor]:  # n0, n1: multiples of B
         if n0 > 0:
-            return flat[n0 - B : n1 - B]
-        return torch.cat([h0, flat[: n1 - B]])
+            return [flat[n0 - B : n1 - B]]
+        return [h0, flat[: n1 - B]]
 
     return rows_of
 
 
 def weight_gradients(d_rows: Tensor, inputs: list[Any], batch: int) -> list[Tensor]:
-    """d_rows (N, G) and inputs [f(n0, n1) -> (n1 - n0, K_k)] -> [sum over rows of
-    d_row^T input_row: (G, K_k)], the weight gradients summed over all steps.
+    """d_rows (N, G) and inputs [f(n0, n1) -> blocks of rows making (n1 - n0, K_k)] -> [sum
+    over rows of d_row^T input_row: (G, K_k)], the weight gradients summed over all steps.
 
     Each is computed as input^T @ d_rows (K_k, G), which reads d_rows where it lies, and
     transposed once at the end (small). Only the inputs are transposed, in blocks of rows
@@ -62,7 +62,7 @@ def weight_gradients(d_rows: Tensor, inputs: list[Any], batch: int) -> list[Tens
     for n0 in range(0, N, block):
         n1 = min(N, n0 + block)
         for k, rows_of in enumerate(inputs):
-            rows_t = gemm.transpose(rows_of(n0, n1).contiguous(), f"lstm.in{k}_t")  # (K_k, n)
+            rows_t = gemm.transpose(rows_of(n0, n1), f"lstm.in{k}_t")  # (K_k, n)
             part = gemm.matmul(rows_t, d_rows[n0:n1])  # (K_k, G)
             sums[k] = part if sums[k] is None else sums[k].add_(part)
     return [gemm.transpose(s) for s in sums]
@@ -129,7 +129,7 @@ class LSTMFunction(torch.autograd.Function):
                 d_x_rows = d_x_rows.new_zeros(T * B, I).index_copy_(0, rows, d_x_rows)
             d_x = d_x_rows.view(T, B, I)
         d_w_ih, d_w_hh = weight_gradients(
-            d_gates, [lambda n0, n1: x_rows[n0:n1], previous_states(h0, h_all, h_in)], B
+            d_gates, [lambda n0, n1: [x_rows[n0:n1]], previous_states(h0, h_all, h_in)], B
         )
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None, None
 

@@ -77,7 +77,7 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         )  # fmt: skip
         d_xp = d_xp.view(T * B, G)
         d_x = gemm.linear(d_xp, w_ih.t()).view(T, B, -1) if ctx.needs_input_grad[0] else None
-        (d_w_ih,) = weight_gradients(d_xp, [lambda n0, n1: x_rows[n0:n1]], B)
+        (d_w_ih,) = weight_gradients(d_xp, [lambda n0, n1: [x_rows[n0:n1]]], B)
         h_in_rows = None if h_in is None else h_in.view(T * B, -1)
         (d_w_hh,) = weight_gradients(
             d_hh.view(T * B, G), [previous_states(h0, h_all, h_in_rows)], B

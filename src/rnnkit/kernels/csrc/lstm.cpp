@@ -219,17 +219,22 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
 }  // namespace rnnkit
 
 namespace rnnkit {
-// (R, C) -> (C, R), contiguous, written into out (a reused buffer: fresh pages cost more than
-// the copy) or a new tensor.
-Tensor transpose(const Tensor& input, const std::optional<Tensor>& out_opt) {
+// (R, C) -> (C, R): written into columns [column, column + R) of out, a contiguous (C, ld)
+// tensor (a reused buffer: fresh pages cost more than the copy; several row blocks of one
+// matrix go side by side), or into a new contiguous tensor.
+Tensor transpose(const Tensor& input, const std::optional<Tensor>& out_opt, int64_t column) {
   TORCH_CHECK(input.dim() == 2, "transpose: expected a 2-D tensor, got ", input.dim(), "-D");
   const auto src = input.contiguous();
-  auto out = out_opt ? *out_opt : at::empty({src.size(1), src.size(0)}, src.options());
-  TORCH_CHECK(out.is_contiguous() && out.size(0) == src.size(1) && out.size(1) == src.size(0) &&
-                  out.scalar_type() == src.scalar_type(),
-              "transpose: out must be a contiguous (C, R) tensor of the input's dtype");
+  const int64_t R = src.size(0), C = src.size(1);
+  auto out = out_opt ? *out_opt : at::empty({C, R}, src.options());
+  TORCH_CHECK(out.dim() == 2 && out.is_contiguous() && out.size(0) == C && column >= 0 &&
+                  column + R <= out.size(1) && out.scalar_type() == src.scalar_type(),
+              "transpose: out must be a contiguous (C, >= column + R) tensor of the input's "
+              "dtype; got ", out.sizes(), " ", out.scalar_type(), " for input ", src.sizes(), " ",
+              src.scalar_type(), " at column ", column);
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "rnnkit_transpose", [&] {
-    transpose_into(src.data_ptr<scalar_t>(), src.size(0), src.size(1), out.data_ptr<scalar_t>());
+    transpose_into(src.data_ptr<scalar_t>(), R, C, out.data_ptr<scalar_t>() + column,
+                   out.size(1));
   });
   return out;
 }
@@ -238,7 +243,7 @@ Tensor transpose(const Tensor& input, const std::optional<Tensor>& out_opt) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("transpose", &rnnkit::transpose, "2-D transpose into out or a new contiguous tensor",
-        py::arg("input"), py::arg("out") = py::none());
+        py::arg("input"), py::arg("out") = py::none(), py::arg("column") = 0);
   m.def("pack_panels", &rnnkit::pack_panels, "W (N, K) laid out in panels for panel_gemm_nt");
   m.def("panel_gemm_nt", &rnnkit::panel_gemm_nt, "x (M, K) @ W^T (+ add) from W's panels",
         py::arg("x"), py::arg("panels"), py::arg("N"), py::arg("add") = py::none(),
