@@ -115,6 +115,25 @@ def test_inference_keeps_nothing_and_equals_the_training_forward(options, dtype,
 
 
 @pytest.mark.parametrize("options", OPTIONS)
+def test_a_batch_of_empty_sequences(options, calls):
+    """Every length 0: no step runs, so the outputs are zeros, the final state is the initial
+    one and the input and parameter gradients are zeros, as in the reference loop (no row
+    reaches the weight-gradient GEMMs)."""
+    layer = rnnkit.LSTM(5, 8, dtype=torch.float64, **options).train()
+    x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+    hx = (torch.randn(1, 3, 8, dtype=torch.float64), torch.randn(1, 3, 8, dtype=torch.float64))
+    lens = torch.zeros(3, dtype=torch.long)
+    fast = run_and_grad(layer, x, hx, lens)
+    with rnnkit.reference_implementation():
+        slow = run_and_grad(layer, x, hx, lens)
+    assert calls["lstm_ln" if options.get("layer_norm") else "lstm"] == 1
+    for i, (f, s) in enumerate(zip(fast, slow, strict=True)):
+        assert_close(f, s, 1e-12, f"tensor {i}")
+    assert not fast[0].any() and torch.equal(fast[1], hx[0]) and torch.equal(fast[2], hx[1])
+    assert not any(g.any() for g in fast[3:])  # the input's and every parameter's gradient
+
+
+@pytest.mark.parametrize("options", OPTIONS)
 def test_fused_float32_is_as_close_to_float64_as_the_reference(options):
     layer = rnnkit.LSTM(6, 16, bidirectional=True, **options).train()
     x = torch.randn(12, 4, 6, requires_grad=True)

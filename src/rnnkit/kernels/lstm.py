@@ -47,9 +47,12 @@ def previous_states(h0: Tensor, h_all: Tensor, h_in: Tensor | None):
     return rows_of
 
 
-def weight_gradients(d_rows: Tensor, inputs: list[Any], batch: int) -> list[Tensor]:
-    """d_rows (N, G) and inputs [f(n0, n1) -> blocks of rows making (n1 - n0, K_k)] -> [sum
-    over rows of d_row^T input_row: (G, K_k)], the weight gradients summed over all steps.
+def weight_gradients(
+    d_rows: Tensor, inputs: list[Any], widths: list[int], batch: int
+) -> list[Tensor]:
+    """d_rows (N, G) and inputs [f(n0, n1) -> blocks of rows making (n1 - n0, K_k)], K_k =
+    widths[k] -> [sum over rows of d_row^T input_row: (G, K_k)], the weight gradients summed
+    over all steps (zeros when N = 0: no sequence had a step).
 
     Each is computed as input^T @ d_rows (K_k, G), which reads d_rows where it lies, and
     transposed once at the end (small). Only the inputs are transposed, in blocks of rows
@@ -58,7 +61,7 @@ def weight_gradients(d_rows: Tensor, inputs: list[Any], batch: int) -> list[Tens
     """
     N, G = d_rows.shape
     block = max(batch, CHUNK_BYTES // (G * d_rows.element_size()) // batch * batch)
-    sums: list[Tensor | None] = [None] * len(inputs)
+    sums = [d_rows.new_zeros(K, G) if N == 0 else None for K in widths]
     for n0 in range(0, N, block):
         n1 = min(N, n0 + block)
         for k, rows_of in enumerate(inputs):
@@ -129,8 +132,9 @@ class LSTMFunction(torch.autograd.Function):
                 d_x_rows = d_x_rows.new_zeros(T * B, I).index_copy_(0, rows, d_x_rows)
             d_x = d_x_rows.view(T, B, I)
         d_w_ih, d_w_hh = weight_gradients(
-            d_gates, [lambda n0, n1: [x_rows[n0:n1]], previous_states(h0, h_all, h_in)], B
-        )
+            d_gates, [lambda n0, n1: [x_rows[n0:n1]], previous_states(h0, h_all, h_in)],
+            [I, w_hh.shape[1]], B,
+        )  # fmt: skip
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None, None
 
 

@@ -77,10 +77,10 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         )  # fmt: skip
         d_xp = d_xp.view(T * B, G)
         d_x = gemm.linear(d_xp, w_ih.t()).view(T, B, -1) if ctx.needs_input_grad[0] else None
-        (d_w_ih,) = weight_gradients(d_xp, [lambda n0, n1: [x_rows[n0:n1]]], B)
+        (d_w_ih,) = weight_gradients(d_xp, [lambda n0, n1: [x_rows[n0:n1]]], [x_rows.shape[1]], B)
         h_in_rows = None if h_in is None else h_in.view(T * B, -1)
         (d_w_hh,) = weight_gradients(
-            d_hh.view(T * B, G), [previous_states(h0, h_all, h_in_rows)], B
+            d_hh.view(T * B, G), [previous_states(h0, h_all, h_in_rows)], [G // 4], B
         )
         d_b = d_b if ctx.has_bias else None  # b_ih and b_hh add to the same pre-activation
         return (
