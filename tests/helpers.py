@@ -111,3 +111,22 @@ def require_kernel(name):
     if os.environ.get("RNNKIT_NO_EXTENSIONS") == "1":
         pytest.skip("C++ kernels disabled by RNNKIT_NO_EXTENSIONS=1")
     assert load_extension(name) is not None, f"the {name} kernel failed to build"
+
+
+def assert_inference_equals_torch_nn(ours: nn.Module, theirs: nn.Module, ragged: bool) -> None:
+    """Without autograd, ``ours`` (an rnnkit layer, 7 -> 40 units, 2 bidirectional layers, with
+    ``theirs``' weights loaded) gives torch.nn's outputs and final state: on a full batch, or
+    with lengths against torch.nn on the PackedSequence of the same batch."""
+    x, h0 = torch.randn(9, 11, 7), torch.randn(4, 11, 40)
+    sizes = torch.tensor([9, 2, 5, 9, 1, 3, 7, 8, 9, 4, 6])
+    with torch.no_grad():
+        if not ragged:
+            expected, expected_h = theirs(x, h0)
+            got, got_h = ours(x, h0)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(x, sizes, enforce_sorted=False)
+            out, expected_h = theirs(packed, h0)
+            expected, _ = nn.utils.rnn.pad_packed_sequence(out, total_length=9)
+            got, got_h = ours(x, h0, lengths=sizes)
+    assert_near(got, expected, torch.float32, "output")
+    assert_near(got_h, expected_h, torch.float32, "h_n")

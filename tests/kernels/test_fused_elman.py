@@ -13,6 +13,7 @@ from rnnkit.kernels import elman as fused_elman
 from rnnkit.kernels import gemm
 from tests.helpers import (
     assert_direction_matches_loop,
+    assert_inference_equals_torch_nn,
     assert_near,
     count_calls,
     outputs_and_grads,
@@ -111,20 +112,8 @@ def test_inference_runs_the_kernel_and_equals_torch_nn(calls, nonlinearity, leng
     theirs = torch.nn.RNN(7, 40, 2, nonlinearity=nonlinearity, bidirectional=True)
     ours = rnnkit.RNN(7, 40, 2, nonlinearity=nonlinearity, bidirectional=True)
     ours.load_state_dict(theirs.state_dict())
-    x, h0 = torch.randn(9, 11, 7), torch.randn(4, 11, 40)
-    sizes = None if lengths is None else torch.tensor([9, 2, 5, 9, 1, 3, 7, 8, 9, 4, 6])
-    with torch.no_grad():
-        if sizes is None:
-            expected, expected_h = theirs(x, h0)
-            got, got_h = ours(x, h0)
-        else:
-            packed = torch.nn.utils.rnn.pack_padded_sequence(x, sizes, enforce_sorted=False)
-            out, expected_h = theirs(packed, h0)
-            expected, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=9)
-            got, got_h = ours(x, h0, lengths=sizes)
+    assert_inference_equals_torch_nn(ours, theirs, ragged=lengths == "ragged")
     assert calls["run"] == 4
-    assert_near(got, expected, torch.float32, "output")
-    assert_near(got_h, expected_h, torch.float32, "h_n")
 
     ext = rnnkit.kernels.build.load_extension("elman")
     w_hh = torch.randn(40, 40)

@@ -11,6 +11,7 @@ from rnnkit.cells.gru import GRUEquations, GRUState
 from rnnkit.kernels import gru as fused_gru
 from tests.helpers import (
     assert_direction_matches_loop,
+    assert_inference_equals_torch_nn,
     assert_near,
     count_calls,
     outputs_and_grads,
@@ -114,20 +115,8 @@ def test_inference_equals_torch_nn_and_keeps_nothing(calls, lengths):
     theirs = torch.nn.GRU(7, 40, 2, bidirectional=True)
     ours = rnnkit.GRU(7, 40, 2, bidirectional=True)
     ours.load_state_dict(theirs.state_dict())
-    x, h0 = torch.randn(9, 11, 7), torch.randn(4, 11, 40)
-    sizes = None if lengths is None else torch.tensor([9, 2, 5, 9, 1, 3, 7, 8, 9, 4, 6])
-    with torch.no_grad():
-        if sizes is None:
-            expected, expected_h = theirs(x, h0)
-            got, got_h = ours(x, h0)
-        else:
-            packed = torch.nn.utils.rnn.pack_padded_sequence(x, sizes, enforce_sorted=False)
-            out, expected_h = theirs(packed, h0)
-            expected, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=9)
-            got, got_h = ours(x, h0, lengths=sizes)
+    assert_inference_equals_torch_nn(ours, theirs, ragged=lengths == "ragged")
     assert calls["run"] == 4
-    assert_near(got, expected, torch.float32, "output")
-    assert_near(got_h, expected_h, torch.float32, "h_n")
 
     ext = rnnkit.kernels.build.load_extension("gru")
     w_hh = torch.randn(120, 40)
