@@ -11,7 +11,7 @@ from torch import Tensor
 from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
-from .workspace import pooled, scratch
+from .workspace import saved, scratch
 
 
 def active_rows(batch_sizes: list[int], batch: int, device: torch.device) -> Tensor | None:
@@ -91,15 +91,11 @@ class LSTMFunction(torch.autograd.Function):
         bias = None if b_ih is None else b_ih + b_hh
         xp = gemm.linear(x_rows, w_ih, bias)  # (N, 4H)
         N, H = xp.shape[0], w_hh.shape[1]
-        if keep:
-            c_all = pooled("lstm.c_all", (T, B, H), xp)
-            gates = pooled("lstm.gates", xp.shape, xp)
-        else:  # one step's worth
-            c_all, gates = xp.new_empty((1, B, H)), xp.new_empty((B, 4 * H))
+        S, R = (T, N) if keep else (1, B)  # steps and rows the buffers hold
+        c_all = saved("lstm.c_all", (S, B, H), xp, keep)
+        gates = saved("lstm.gates", (R, 4 * H), xp, keep)
         # each step's GEMM input, kept for the weight gradient where it is not a slice of h_all
-        h_in = None
-        if mask is not None or rows is not None:
-            h_in = pooled("lstm.h_in", (N, H), xp) if keep else xp.new_empty((B, H))
+        h_in = None if mask is None and rows is None else saved("lstm.h_in", (R, H), xp, keep)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), peephole, mask,
             batch_sizes, c_all, gates, h_in, keep,

@@ -16,7 +16,7 @@ from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
 from .lstm import previous_states, weight_gradients
-from .workspace import pooled, scratch
+from .workspace import saved, scratch
 
 SAVED = ("c_all", "gates", "x_hat", "rstd_ih", "hh_hat", "rstd_hh", "c_hat", "rstd_c")
 
@@ -38,41 +38,37 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         S = T if keep else 1  # steps the buffers hold
         shapes = ((S, B, G // 4), (S, B, G), (S, B, G), (S, B, 4), (S, B, G), (S, B, 4),
                   (S, B, G // 4), (S, B))  # fmt: skip
-
-        def buffer(name: str, shape: tuple[int, ...]) -> Tensor:
-            return pooled(name, shape, xp) if keep else xp.new_empty(shape)
-
-        # what backward reads, in buffers reused once nothing views them
-        saved = [
-            buffer(f"lstm_ln.{name}", shape) for name, shape in zip(SAVED, shapes, strict=True)
+        buffers = [  # what backward reads
+            saved(f"lstm_ln.{name}", shape, xp, keep)
+            for name, shape in zip(SAVED, shapes, strict=True)
         ]
         # each step's masked GEMM input, kept for the weight gradient
-        h_in = None if mask is None else buffer("lstm_ln.h_in", (S, B, G // 4))
+        h_in = None if mask is None else saved("lstm_ln.h_in", (S, B, G // 4), xp, keep)
         h_all, h_n, c_n = ext.lstm_ln_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), g_ih, b_ih, g_hh,
-            b_hh, g_c, b_c, peephole, mask, batch_sizes, saved, h_in, keep,
+            b_hh, g_c, b_c, peephole, mask, batch_sizes, buffers, h_in, keep,
         )  # fmt: skip
         if keep:
             ctx.save_for_backward(
                 x_rows, h0, c0, w_ih, g_ih, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, h_in,
-                *saved,
+                *buffers,
             )  # fmt: skip
         ctx.batch_sizes, ctx.has_bias = batch_sizes, b_hh is not None
         return h_all, h_n, c_n
 
     @staticmethod
     def backward(ctx: Any, d_h_all, d_h_n, d_c_n):
-        x_rows, h0, c0, w_ih, g_ih, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, h_in, *saved = (
+        x_rows, h0, c0, w_ih, g_ih, w_hh, g_hh, g_c, b_c, peephole, mask, h_all, h_in, *kept = (
             ctx.saved_tensors
         )
         ext = load_extension("lstm_ln")
-        T, B, G = saved[1].shape
+        T, B, G = kept[1].shape
         d_xp, d_hh, d_h0, d_c0, d_g_ih, d_g_hh, d_b, d_g_c, d_b_c, d_peephole = (
             ext.lstm_ln_backward(
                 d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), c0.contiguous(),
-                saved, w_hh, gemm.pack(w_hh.t(), B), g_ih, g_hh, g_c, b_c,
-                peephole, mask, ctx.batch_sizes, scratch("lstm_ln.d_xp", saved[1].shape, c0),
-                scratch("lstm_ln.d_hh", saved[1].shape, c0),
+                kept, w_hh, gemm.pack(w_hh.t(), B), g_ih, g_hh, g_c, b_c,
+                peephole, mask, ctx.batch_sizes, scratch("lstm_ln.d_xp", kept[1].shape, c0),
+                scratch("lstm_ln.d_hh", kept[1].shape, c0),
             )
         )  # fmt: skip
         d_xp = d_xp.view(T * B, G)

@@ -60,3 +60,10 @@ def pooled(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
     else:
         return like.new_empty(shape)
     return pool[k][:size].view(shape)
+
+
+def saved(name: str, shape: tuple[int, ...], like: Tensor, keep: bool) -> Tensor:
+    """A buffer a forward pass writes what its backward reads into: from the pool ``name``
+    when there will be a backward (``keep``), else a fresh one (then sized for one step by the
+    caller, and dropped with the call)."""
+    return pooled(name, shape, like) if keep else like.new_empty(shape)
