@@ -114,6 +114,54 @@ def test_inference_keeps_nothing_and_equals_the_training_forward(options, dtype,
         assert_close(a, r, tolerance * max(1.0, r.abs().max().item()), f"tensor {k}")
 
 
+@pytest.mark.parametrize("options", [o for o in OPTIONS if not o.get("layer_norm")])
+@pytest.mark.parametrize("splits", [2, 3])
+@pytest.mark.parametrize("lengths", ["ragged", "full"])
+def test_row_splits_give_the_numbers_of_shared_steps(options, splits, lengths, monkeypatch, calls):
+    """The loops with the batch's rows split between threads for the whole sequence (rows
+    interleaved, sequences ending at different steps, more splits than threads) give the
+    numbers of the loops that share every step: training outputs and gradients (the bias and
+    peephole sums are added in another order) and inference. Without the panel kernel, asking
+    for splits is an error that says so."""
+    layer = rnnkit.LSTM(5, 24, bidirectional=True, **options).train()
+    x = torch.randn(9, 7, 5, requires_grad=True)
+    hx = (torch.randn(2, 7, 24), torch.randn(2, 7, 24))
+    lens = torch.tensor([9, 3, 0, 6, 9, 1, 8]) if lengths == "ragged" else torch.full((7,), 9)
+    shared = run_and_grad(layer, x, hx, lens)
+    with torch.no_grad():
+        shared_inference = layer(x, hx, lengths=lens)
+    monkeypatch.setattr(gemm, "row_splits", lambda batch_size, packed: splits)
+    if not gemm.panels_available(x):
+        with pytest.raises(RuntimeError, match="row splits need the panel kernel"):
+            run_and_grad(layer, x, hx, lens)
+        return
+    split = run_and_grad(layer, x, hx, lens)
+    for i, (a, b) in enumerate(zip(split, shared, strict=True)):
+        assert_close(a, b, 1e-6 * max(1.0, b.abs().max().item()), f"tensor {i}")
+    with torch.no_grad():
+        split_inference = layer(x, hx, lengths=lens)
+    leaves = torch.utils._pytree.tree_leaves
+    for a, b in zip(leaves(split_inference), leaves(shared_inference), strict=True):
+        assert torch.equal(a, b)
+    assert calls["lstm"] == 4 * 2  # two training and two inference runs, two directions each
+
+
+def test_row_splits_rule(monkeypatch):
+    """One split per thread where the panel kernel runs and each thread gets SPLIT_MIN_ROWS
+    rows; one split (every step shared) otherwise."""
+    w = torch.randn(32, 8)
+    panels = gemm.pack(w, 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    if panels is None or panels.dim() != 3:  # no AVX-512 build: never split
+        assert gemm.row_splits(64, panels) == 1
+        return
+    assert gemm.row_splits(2 * gemm.SPLIT_MIN_ROWS, panels) == 2
+    assert gemm.row_splits(2 * gemm.SPLIT_MIN_ROWS - 1, panels) == 1
+    assert gemm.row_splits(64, torch.randn(32, 8)) == 1  # a oneDNN-packed or plain weight
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert gemm.row_splits(64, panels) == 1
+
+
 @pytest.mark.parametrize("options", OPTIONS)
 def test_a_batch_of_empty_sequences(options, calls):
     """Every length 0: no step runs, so the outputs are zeros, the final state is the initial

@@ -96,9 +96,10 @@ class LSTMFunction(torch.autograd.Function):
         gates = saved("lstm.gates", (R, 4 * H), xp, keep)
         # each step's GEMM input, kept for the weight gradient where it is not a slice of h_all
         h_in = None if mask is None and rows is None else saved("lstm.h_in", (R, H), xp, keep)
+        packed = gemm.pack(w_hh, B)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
-            xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), peephole, mask,
-            batch_sizes, c_all, gates, h_in, keep,
+            xp, h0.contiguous(), c0.contiguous(), w_hh, packed, peephole, mask, batch_sizes,
+            c_all, gates, h_in, keep, gemm.row_splits(B, packed),
         )  # fmt: skip
         if keep:
             ctx.save_for_backward(
@@ -115,11 +116,13 @@ class LSTMFunction(torch.autograd.Function):
         ext = load_extension("lstm")
         T, B, I = ctx.x_shape
         N = gates.shape[0]
+        packed = gemm.pack(w_hh.t(), B)
         # d_b: d_gates summed over rows in the loop (None without biases); b_ih, b_hh share it
         d_gates, d_h0, d_c0, d_peephole, d_b = ext.lstm_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
-            c0.contiguous(), w_hh, gemm.pack(w_hh.t(), B), peephole, mask,
-            ctx.batch_sizes, scratch("lstm.d_gates", (N, gates.shape[1]), gates), ctx.has_bias,
+            c0.contiguous(), w_hh, packed, peephole, mask, ctx.batch_sizes,
+            scratch("lstm.d_gates", (N, gates.shape[1]), gates), ctx.has_bias,
+            gemm.row_splits(B, packed),
         )  # fmt: skip
         d_x = None
         if ctx.needs_input_grad[0]:

@@ -100,6 +100,22 @@ inline float tanh_(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 inline double tanh_(double x) { return std::tanh(x); }
 
+// A batch's rows split between threads for a whole sequence: split s of S owns rows s, s + S,
+// s + 2S, ... and runs their recurrent GEMM (the panel kernel) and gate math step after step,
+// with no synchronisation between steps (a row's state depends on that row only). Interleaved
+// rows keep the splits even when sequences end at different steps (sorted batches). With one
+// split, each step's GEMM columns and gate rows are shared between the threads instead.
+// rnnkit.kernels.gemm.row_splits chooses S.
+inline void check_splits(int64_t splits, const std::optional<Tensor>& w_packed) {
+  TORCH_CHECK(splits >= 1 && (splits == 1 || is_panels(w_packed)),
+              "row splits need the panel kernel's weights and splits >= 1; got ", splits);
+}
+
+// The rows split s of S owns among the first n.
+inline int64_t split_rows(int64_t n, int64_t s, int64_t S) {
+  return n > s ? (n - s + S - 1) / S : 0;
+}
+
 // Rows [0, n) of a loop body, split across threads when the work is worth it.
 template <typename F>
 inline void for_rows(int64_t n, int64_t row_width, const F& body) {

@@ -98,7 +98,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
                                  const std::optional<Tensor>& mask,
                                  const std::vector<int64_t>& batch_sizes, Tensor c_all,
                                  Tensor gates, const std::optional<Tensor>& h_in,
-                                 bool keep_for_backward) {
+                                 bool keep_for_backward, int64_t splits) {
   const int64_t B = h0.size(0), H = c0.size(1), N = xp.size(0);
   const int64_t T = batch_sizes.empty() ? N / B : static_cast<int64_t>(batch_sizes.size());
   const int64_t steps = keep_for_backward ? T : 1, kept_rows = keep_for_backward ? N : B;
@@ -114,41 +114,79 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
   auto h = h0.clone();
   auto c = c0.clone();
   auto pre_rows = at::empty({B, 4 * H}, h0.options());  // W_hh h_{t-1} of a step's active rows
+  check_splits(splits, w_hh_packed);
+  const int64_t S = splits;
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
     const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
+    scalar_t* Hs = h.data_ptr<scalar_t>();
+    scalar_t* Cs = c.data_ptr<scalar_t>();
+    scalar_t* P = pre_rows.data_ptr<scalar_t>();  // W_hh h_{t-1} rows: the GEMM's output
+    // The gate math of step t (packed rows from offset, kept rows from kept) for rows
+    // b = first, first + stride, ... < end.
+    const auto gate_rows = [&](int64_t t, int64_t offset, int64_t kept, int64_t first,
+                               int64_t end, int64_t stride) {
+      scalar_t* Ht = h_all.data_ptr<scalar_t>() + t * B * H;
+      scalar_t* Ct = c_all.data_ptr<scalar_t>() + (keep_for_backward ? t : 0) * B * H;
+      const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * 4 * H;
+      scalar_t* Gt = gates.data_ptr<scalar_t>() + kept * 4 * H;
+      for (int64_t b = first; b < end; b += stride) {
+        if (w_peep) {
+          lstm_forward_row<true>(P + b * 4 * H, XP + b * 4 * H, w_peep, Cs + b * H,
+                                 Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
+        } else {
+          lstm_forward_row<false>(P + b * 4 * H, XP + b * 4 * H, w_peep, Cs + b * H,
+                                  Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
+        }
+        std::memcpy(Hs + b * H, Ht + b * H, sizeof(scalar_t) * H);
+      }
+    };
+    if (S > 1) {  // each split runs its own rows through the whole sequence
+      at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
+        for (int64_t s = s0; s < s1; ++s) {
+          int64_t offset = 0;
+          for (int64_t t = 0; t < T; offset += batch_sizes.empty() ? B : batch_sizes[t], ++t) {
+            const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
+            const int64_t kept = keep_for_backward ? offset : 0;
+            for (int64_t b = s; b < B; b += S) {  // its inactive rows: zeros, as below
+              if (b < n) continue;
+              std::memset(h_all.data_ptr<scalar_t>() + (t * B + b) * H, 0, sizeof(scalar_t) * H);
+              std::memset(c_all.data_ptr<scalar_t>() + ((keep_for_backward ? t : 0) * B + b) * H,
+                          0, sizeof(scalar_t) * H);
+            }
+            const int64_t m = split_rows(n, s, S);
+            if (m == 0) continue;
+            const scalar_t* A = Hs + s * H;
+            if (h_in) {
+              scalar_t* In = h_in->data_ptr<scalar_t>() + kept * H;
+              for (int64_t b = s; b < n; b += S)
+                recurrent_input_rows(Hs + b * H, M ? M + b * H : nullptr, In + b * H, 1, H);
+              A = In + s * H;
+            }
+            panel_gemm(A, m, H, S * H, w_hh_packed->data_ptr<float>(), 4 * H, P + s * 4 * H,
+                       S * 4 * H, false);
+            gate_rows(t, offset, kept, s, n, S);
+          }
+        }
+      });
+      return;
+    }
     int64_t offset = 0;  // first packed row of step t
     for (int64_t t = 0; t < T; offset += batch_sizes.empty() ? B : batch_sizes[t], ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-      scalar_t* Ht = h_all.data_ptr<scalar_t>() + t * B * H;
-      scalar_t* Ct = c_all.data_ptr<scalar_t>() + (keep_for_backward ? t : 0) * B * H;
       const int64_t kept = keep_for_backward ? offset : 0;  // the step's first row in gates, h_in
-      zero_rows_from(Ht, n, B, H);  // outputs at padded steps
-      zero_rows_from(Ct, n, B, H);  // read by the peephole gradient
+      zero_rows_from(h_all.data_ptr<scalar_t>() + t * B * H, n, B, H);  // outputs at padded steps
+      zero_rows_from(c_all.data_ptr<scalar_t>() + (keep_for_backward ? t : 0) * B * H, n, B,
+                     H);  // read by the peephole gradient
       if (n == 0) continue;
       Tensor rows = h.narrow(0, 0, n);
       if (h_in) {
         rows = h_in->narrow(0, kept, n);
-        recurrent_input_rows(h.data_ptr<scalar_t>(), mask ? mask->data_ptr<scalar_t>() : nullptr,
-                             rows.data_ptr<scalar_t>(), n, H);
+        recurrent_input_rows(Hs, M, rows.data_ptr<scalar_t>(), n, H);
       }
-      auto pre = gemm_nt(rows, w_hh, w_hh_packed, pre_rows.narrow(0, 0, n));  // + xp: gate math
-      const scalar_t* P = pre.data_ptr<scalar_t>();
-      const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * 4 * H;
-      scalar_t* Gt = gates.data_ptr<scalar_t>() + kept * 4 * H;
-      scalar_t* Hs = h.data_ptr<scalar_t>();
-      scalar_t* Cs = c.data_ptr<scalar_t>();
-      for_rows(n, H, [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) {
-          if (w_peep) {
-            lstm_forward_row<true>(P + b * 4 * H, XP + b * 4 * H, w_peep, Cs + b * H,
-                                   Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
-          } else {
-            lstm_forward_row<false>(P + b * 4 * H, XP + b * 4 * H, w_peep, Cs + b * H,
-                                    Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
-          }
-        }
-      });
-      std::memcpy(Hs, Ht, sizeof(scalar_t) * n * H);
+      const Tensor pre = gemm_nt(rows, w_hh, w_hh_packed, pre_rows.narrow(0, 0, n));  // + xp
+      P = pre.data_ptr<scalar_t>();
+      for_rows(n, H, [&](int64_t begin, int64_t end) { gate_rows(t, offset, kept, begin, end, 1); });
     }
   });
   return {h_all, c_all, gates, h, c};
@@ -166,44 +204,74 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
                                   const std::optional<Tensor>& peephole,
                                   const std::optional<Tensor>& mask,
                                   const std::vector<int64_t>& batch_sizes, Tensor d_gates,
-                                  bool bias_grad) {
+                                  bool bias_grad, int64_t splits) {
   // d_gates is a scratch buffer the caller owns.
   const int64_t T = c_all.size(0), B = c_all.size(1), H = c0.size(1), N = gates.size(0);
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto d_c = d_c_n.clone();
   auto w_hh_t = w_hh.t();  // (H, 4H): d_h_prev = d_gates @ w_hh
-  auto sums = at::zeros({at::get_num_threads(), 7 * H}, c0.options());  // [d_bias | d_peep]
+  check_splits(splits, w_hh_t_packed);
+  const int64_t S = splits;
+  // this thread's or split's [d_bias | d_peep]
+  auto sums = at::zeros({std::max<int64_t>(S, at::get_num_threads()), 7 * H}, c0.options());
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
     const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
-    int64_t offset = N;  // one past the last packed row of step t
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-      offset -= n;
-      if (n == 0) continue;
+    scalar_t* dH = d_h.data_ptr<scalar_t>();
+    scalar_t* dC = d_c.data_ptr<scalar_t>();
+    // The gate math of step t (packed rows from offset) for rows b = first, first + stride, ...
+    // < end, summing into acc (a row of sums).
+    const auto gate_rows = [&](int64_t t, int64_t offset, int64_t first, int64_t end,
+                               int64_t stride, scalar_t* acc) {
       const scalar_t* G = gates.data_ptr<scalar_t>() + offset * 4 * H;
       const scalar_t* C = c_all.data_ptr<scalar_t>() + t * B * H;
       const scalar_t* Cp = t > 0 ? C - B * H : c0.data_ptr<scalar_t>();
       const scalar_t* dHo = d_h_all.data_ptr<scalar_t>() + t * B * H;
       scalar_t* dG = d_gates.data_ptr<scalar_t>() + offset * 4 * H;
-      scalar_t* dH = d_h.data_ptr<scalar_t>();
-      scalar_t* dC = d_c.data_ptr<scalar_t>();
-      for_rows(n, H, [&](int64_t begin, int64_t end) {
-        scalar_t* acc = sums.data_ptr<scalar_t>() + at::get_thread_num() * 7 * H;
-        const auto rows = [&](auto peep, auto bias) {
-          for (int64_t b = begin; b < end; ++b) {
-            const int64_t r = b * H;
-            lstm_backward_row<decltype(peep)::value, decltype(bias)::value>(
-                G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r, dG + 4 * r,
-                acc + 4 * H, acc, H);
-          }
-        };
-        using yes = std::true_type;
-        using no = std::false_type;
-        if (w_peep) {
-          bias_grad ? rows(yes{}, yes{}) : rows(yes{}, no{});
-        } else {
-          bias_grad ? rows(no{}, yes{}) : rows(no{}, no{});
+      const auto rows = [&](auto peep, auto bias) {
+        for (int64_t b = first; b < end; b += stride) {
+          const int64_t r = b * H;
+          lstm_backward_row<decltype(peep)::value, decltype(bias)::value>(
+              G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r, dG + 4 * r,
+              acc + 4 * H, acc, H);
         }
+      };
+      using yes = std::true_type;
+      using no = std::false_type;
+      if (w_peep) {
+        bias_grad ? rows(yes{}, yes{}) : rows(yes{}, no{});
+      } else {
+        bias_grad ? rows(no{}, yes{}) : rows(no{}, no{});
+      }
+    };
+    if (S > 1) {  // each split runs its own rows back through the whole sequence
+      const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
+      at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
+        for (int64_t s = s0; s < s1; ++s) {
+          int64_t offset = N;
+          for (int64_t t = T - 1; t >= 0; --t) {
+            const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
+            offset -= n;
+            const int64_t m = split_rows(n, s, S);
+            if (m == 0) continue;
+            gate_rows(t, offset, s, n, S, sums.data_ptr<scalar_t>() + s * 7 * H);
+            // its rows of the carried d_h: d_gates @ w_hh, masked
+            panel_gemm(d_gates.data_ptr<scalar_t>() + (offset + s) * 4 * H, m, 4 * H, S * 4 * H,
+                       w_hh_t_packed->data_ptr<float>(), H, dH + s * H, S * H, false);
+            for (int64_t b = s; M && b < n; b += S)
+              for (int64_t k = 0; k < H; ++k) dH[b * H + k] *= M[b * H + k];
+          }
+        }
+      });
+      return;
+    }
+    int64_t offset = N;  // one past the last packed row of step t
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
+      offset -= n;
+      if (n == 0) continue;
+      for_rows(n, H, [&](int64_t begin, int64_t end) {
+        gate_rows(t, offset, begin, end, 1,
+                  sums.data_ptr<scalar_t>() + at::get_thread_num() * 7 * H);
       });
       auto d_h_prev = d_h.narrow(0, 0, n);  // the carried d_h of active rows: d_gates @ w_hh
       gemm_nt_into(d_gates.narrow(0, offset, n), w_hh_t, w_hh_t_packed, d_h_prev);
@@ -252,6 +320,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence", py::arg("xp"),
         py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"),
         py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("c_all"),
-        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"));
-  m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time");
+        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1);
+  m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time", py::arg("d_h_all"),
+        py::arg("d_h_n"), py::arg("d_c_n"), py::arg("gates"), py::arg("c_all"), py::arg("c0"),
+        py::arg("w_hh"), py::arg("w_hh_t_packed"), py::arg("peephole"), py::arg("mask"),
+        py::arg("batch_sizes"), py::arg("d_gates"), py::arg("bias_grad"), py::arg("splits") = 1);
 }

@@ -133,6 +133,13 @@ inline void panel_gemm(const float* A, int64_t M, int64_t K, int64_t lda, const 
 #endif
 }
 
+// For loops written over any scalar type: panels are float32 only (pack_panels), so a loop
+// that holds panels never reaches this.
+inline void panel_gemm(const double*, int64_t, int64_t, int64_t, const float*, int64_t, double*,
+                       int64_t, bool) {
+  TORCH_CHECK(false, "panel_gemm: the panel kernel is float32 only");
+}
+
 // x (M, K) float @ W^T (+ add (M, N)) -> (M, N), W as pack_panels made it; written into out
 // (contiguous (M, N), not overlapping x) if given, else into a new tensor.
 inline at::Tensor panel_gemm_nt(const at::Tensor& x, const at::Tensor& panels, int64_t N,
