@@ -146,6 +146,36 @@ def test_row_splits_give_the_numbers_of_shared_steps(options, splits, lengths, m
     assert calls["lstm"] == 4 * 2  # two training and two inference runs, two directions each
 
 
+@pytest.mark.parametrize("options", [o for o in OPTIONS if not o.get("layer_norm")])
+@pytest.mark.parametrize("splits", [1, 2])
+def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monkeypatch, calls):
+    """Where the recurrent weight is in panels, each step's GEMM computes x_t W_ih^T as well;
+    outputs and gradients equal those of the input projection as one GEMM before the loop (up
+    to float32 rounding: the sums run in another order), with and without row splits, with
+    ragged lengths. Without the panel kernel the loop never projects."""
+    layer = rnnkit.LSTM(5, 24, bidirectional=True, **options).train()
+    x = torch.randn(9, 7, 5, requires_grad=True)
+    hx = (torch.randn(2, 7, 24), torch.randn(2, 7, 24))
+    lens = torch.tensor([9, 3, 0, 6, 9, 1, 8])
+    monkeypatch.setattr(gemm, "row_splits", lambda batch_size, packed: splits)
+    if not gemm.panels_available(x):
+        assert not lstm_kernel.projects_in_loop(gemm.pack(layer.weight_hh_l0, 7))
+        return
+    in_loop = run_and_grad(layer, x, hx, lens)
+    with torch.no_grad():
+        in_loop_inference = layer(x, hx, lengths=lens)
+    monkeypatch.setattr(lstm_kernel, "projects_in_loop", lambda packed: False)
+    before = run_and_grad(layer, x, hx, lens)
+    with torch.no_grad():
+        before_inference = layer(x, hx, lengths=lens)
+    for i, (a, b) in enumerate(zip(in_loop, before, strict=True)):
+        assert_close(a, b, 1e-5 * max(1.0, b.abs().max().item()), f"tensor {i}")
+    leaves = torch.utils._pytree.tree_leaves
+    for a, b in zip(leaves(in_loop_inference), leaves(before_inference), strict=True):
+        assert_close(a, b, 1e-5, "inference")
+    assert calls["lstm"] == 4 * 2
+
+
 def test_row_splits_rule(monkeypatch):
     """One split per thread where the panel kernel runs and each thread gets SPLIT_MIN_ROWS
     rows; one split (every step shared) otherwise."""

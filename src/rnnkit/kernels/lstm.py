@@ -71,6 +71,15 @@ def weight_gradients(
     return [gemm.transpose(s) for s in sums]
 
 
+def projects_in_loop(packed: Tensor | None) -> bool:
+    """Whether the C++ loop computes each step's input projection itself, x_t W_ih^T in the same
+    panel-kernel GEMM as h_{t-1} W_hh^T, instead of one GEMM over all steps before the loop (whose
+    (N, 4H) result would be written out and read back): wherever the recurrent weight is in
+    panels (``packed``, from :func:`gemm.pack`). Whole config-a training steps 1.03-1.08x
+    (``python -m benchmarks.ab_lstm_loops``)."""
+    return packed is not None and packed.dim() == 3
+
+
 class LSTMFunction(torch.autograd.Function):
     """(x (T, B, I), h0, c0 (B, H), weights...) -> (h_all (T, B, H), h_n, c_n).
 
@@ -89,17 +98,22 @@ class LSTMFunction(torch.autograd.Function):
         if rows is not None:
             x_rows = x_rows.index_select(0, rows)  # (N, I)
         bias = None if b_ih is None else b_ih + b_hh
-        xp = gemm.linear(x_rows, w_ih, bias)  # (N, 4H)
-        N, H = xp.shape[0], w_hh.shape[1]
+        H, packed = w_hh.shape[1], gemm.pack(w_hh, B)
+        if projects_in_loop(packed):  # xp: the biases alone; the loop projects x_rows
+            xp = bias if bias is not None else x.new_zeros(4 * H)
+            x_rows, ih_packed = x_rows.contiguous(), gemm.pack(w_ih, B)
+        else:
+            xp, ih_packed = gemm.linear(x_rows, w_ih, bias), None  # (N, 4H)
+        N = x_rows.shape[0]
         S, R = (T, N) if keep else (1, B)  # steps and rows the buffers hold
         c_all = saved("lstm.c_all", (S, B, H), xp, keep)
         gates = saved("lstm.gates", (R, 4 * H), xp, keep)
         # each step's GEMM input, kept for the weight gradient where it is not a slice of h_all
         h_in = None if mask is None and rows is None else saved("lstm.h_in", (R, H), xp, keep)
-        packed = gemm.pack(w_hh, B)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, packed, peephole, mask, batch_sizes,
             c_all, gates, h_in, keep, gemm.row_splits(B, packed),
+            x_rows if ih_packed is not None else None, ih_packed,
         )  # fmt: skip
         if keep:
             ctx.save_for_backward(

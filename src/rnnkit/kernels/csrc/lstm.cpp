@@ -84,7 +84,11 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
 
 // xp: (N, 4H) input projection plus both biases for the active rows only, packed step after
 // step (N = sum of batch_sizes, or T*B): no work is spent on padding. It is added to W_hh h in
-// the gate math (measured faster than oneDNN's add post-op). h0, c0: (B, H); w_hh: (4H, H);
+// the gate math (measured faster than oneDNN's add post-op). Or, with x_rows (N, I) (the
+// active rows of x, packed the same way) and w_ih_packed (W_ih in panels, as w_hh_packed):
+// xp is the biases alone (4H), and each step's GEMM computes x_t W_ih^T + h_{t-1} W_hh^T into
+// the same rows, so the projection of all steps is never written out and read back.
+// h0, c0: (B, H); w_hh: (4H, H);
 // peephole: (3, H) rows c->i, c->f, c->o; mask: (B, H) recurrent dropout, applied to h_{t-1}
 // where it enters w_hh. Returns h_all, c_all (T, B, H) (zeros at inactive rows), gates
 // (N, 4H) (activated i, f, g, o, packed like xp), h_n, c_n. c_all and gates are written into
@@ -92,14 +96,23 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
 // required with a mask: each step's GEMM input (the active rows of h_{t-1}, masked) is written
 // there, packed like xp, for the weight gradient to read back. Without keep_for_backward
 // nothing is kept: c_all is (1, B, H), gates (B, 4H) and h_in (B, H), one step at a time.
+// splits: see check_splits (common.h).
 std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                  const std::optional<Tensor>& peephole,
                                  const std::optional<Tensor>& mask,
                                  const std::vector<int64_t>& batch_sizes, Tensor c_all,
                                  Tensor gates, const std::optional<Tensor>& h_in,
-                                 bool keep_for_backward, int64_t splits) {
-  const int64_t B = h0.size(0), H = c0.size(1), N = xp.size(0);
+                                 bool keep_for_backward, int64_t splits,
+                                 const std::optional<Tensor>& x_rows,
+                                 const std::optional<Tensor>& w_ih_packed) {
+  const int64_t B = h0.size(0), H = c0.size(1), N = x_rows ? x_rows->size(0) : xp.size(0);
+  TORCH_CHECK(!x_rows || (x_rows->dim() == 2 && x_rows->is_contiguous() && is_panels(w_hh_packed) &&
+                          is_panels(w_ih_packed) && xp.dim() == 1 && xp.size(0) == 4 * H),
+              "lstm_forward: projecting in the loop needs contiguous x_rows (N, I), W_ih and W_hh "
+              "in panels and xp the biases (4H); got x_rows ", x_rows->sizes(), ", xp ",
+              xp.sizes());
+  const int64_t xp_stride = x_rows ? 0 : 4 * H;  // one row of biases for every row
   const int64_t T = batch_sizes.empty() ? N / B : static_cast<int64_t>(batch_sizes.size());
   const int64_t steps = keep_for_backward ? T : 1, kept_rows = keep_for_backward ? N : B;
   TORCH_CHECK(c_all.is_contiguous() && c_all.sizes() == at::IntArrayRef({steps, B, H}) &&
@@ -113,29 +126,29 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
   auto h_all = at::empty({T, B, H}, h0.options());
   auto h = h0.clone();
   auto c = c0.clone();
-  auto pre_rows = at::empty({B, 4 * H}, h0.options());  // W_hh h_{t-1} of a step's active rows
+  auto pre_rows = at::empty({B, 4 * H}, h0.options());  // a step's GEMM output (+ xp: gates)
   check_splits(splits, w_hh_packed);
-  const int64_t S = splits;
+  const int64_t S = splits, I = x_rows ? x_rows->size(1) : 0;
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
     const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
     const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
     scalar_t* Hs = h.data_ptr<scalar_t>();
     scalar_t* Cs = c.data_ptr<scalar_t>();
-    scalar_t* P = pre_rows.data_ptr<scalar_t>();  // W_hh h_{t-1} rows: the GEMM's output
+    scalar_t* P = pre_rows.data_ptr<scalar_t>();  // the step's GEMM output rows
     // The gate math of step t (packed rows from offset, kept rows from kept) for rows
     // b = first, first + stride, ... < end.
     const auto gate_rows = [&](int64_t t, int64_t offset, int64_t kept, int64_t first,
                                int64_t end, int64_t stride) {
       scalar_t* Ht = h_all.data_ptr<scalar_t>() + t * B * H;
       scalar_t* Ct = c_all.data_ptr<scalar_t>() + (keep_for_backward ? t : 0) * B * H;
-      const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * 4 * H;
+      const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * xp_stride;
       scalar_t* Gt = gates.data_ptr<scalar_t>() + kept * 4 * H;
       for (int64_t b = first; b < end; b += stride) {
         if (w_peep) {
-          lstm_forward_row<true>(P + b * 4 * H, XP + b * 4 * H, w_peep, Cs + b * H,
+          lstm_forward_row<true>(P + b * 4 * H, XP + b * xp_stride, w_peep, Cs + b * H,
                                  Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
         } else {
-          lstm_forward_row<false>(P + b * 4 * H, XP + b * 4 * H, w_peep, Cs + b * H,
+          lstm_forward_row<false>(P + b * 4 * H, XP + b * xp_stride, w_peep, Cs + b * H,
                                   Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
         }
         std::memcpy(Hs + b * H, Ht + b * H, sizeof(scalar_t) * H);
@@ -163,8 +176,12 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
                 recurrent_input_rows(Hs + b * H, M ? M + b * H : nullptr, In + b * H, 1, H);
               A = In + s * H;
             }
+            if (x_rows) {  // x_t W_ih^T first, then h_{t-1} W_hh^T added in place
+              panel_gemm(x_rows->data_ptr<scalar_t>() + (offset + s) * I, m, I, S * I,
+                         w_ih_packed->data_ptr<float>(), 4 * H, P + s * 4 * H, S * 4 * H, false);
+            }
             panel_gemm(A, m, H, S * H, w_hh_packed->data_ptr<float>(), 4 * H, P + s * 4 * H,
-                       S * 4 * H, false);
+                       S * 4 * H, x_rows.has_value());
             gate_rows(t, offset, kept, s, n, S);
           }
         }
@@ -184,9 +201,18 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
         rows = h_in->narrow(0, kept, n);
         recurrent_input_rows(Hs, M, rows.data_ptr<scalar_t>(), n, H);
       }
-      const Tensor pre = gemm_nt(rows, w_hh, w_hh_packed, pre_rows.narrow(0, 0, n));  // + xp
+      Tensor pre = pre_rows;  // the step's GEMM output (oneDNN and ATen return their own)
+      if (x_rows) {  // as in the split loop, each GEMM over all of the step's rows
+        panel_gemm(x_rows->data_ptr<scalar_t>() + offset * I, n, I, I,
+                   w_ih_packed->data_ptr<float>(), 4 * H, pre.data_ptr<scalar_t>(), 4 * H, false);
+        panel_gemm(rows.data_ptr<scalar_t>(), n, H, H, w_hh_packed->data_ptr<float>(), 4 * H,
+                   pre.data_ptr<scalar_t>(), 4 * H, true);
+      } else {
+        pre = gemm_nt(rows, w_hh, w_hh_packed, pre_rows.narrow(0, 0, n));
+      }
       P = pre.data_ptr<scalar_t>();
-      for_rows(n, H, [&](int64_t begin, int64_t end) { gate_rows(t, offset, kept, begin, end, 1); });
+      for_rows(n, H,
+               [&](int64_t begin, int64_t end) { gate_rows(t, offset, kept, begin, end, 1); });
     }
   });
   return {h_all, c_all, gates, h, c};
@@ -320,7 +346,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence", py::arg("xp"),
         py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"),
         py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("c_all"),
-        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1);
+        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1, py::arg("x_rows") = py::none(),
+        py::arg("w_ih_packed") = py::none());
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time", py::arg("d_h_all"),
         py::arg("d_h_n"), py::arg("d_c_n"), py::arg("gates"), py::arg("c_all"), py::arg("c0"),
         py::arg("w_hh"), py::arg("w_hh_t_packed"), py::arg("peephole"), py::arg("mask"),
