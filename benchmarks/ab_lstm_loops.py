@@ -54,7 +54,7 @@ def variant(split: bool, project: bool, fn: Callable[[], object]) -> Callable[[]
     def run() -> object:
         with (
             mock.patch.object(gemm, "row_splits", lambda batch_size, packed: splits),
-            mock.patch.object(lstm_kernel, "projects_in_loop", lambda packed: project),
+            mock.patch.object(lstm_kernel, "projects_in_loop", lambda packed, batch_size: project),
         ):
             return fn()
 
@@ -93,12 +93,12 @@ def main(argv: list[str] | None = None) -> None:
         x = torch.randn(T, B, I, generator=g)
         lengths = torch.randint(T // 4, T + 1, (B,), generator=g)
         packed = gemm.pack(layer.weight_hh_l0, B)
-        chosen = (gemm.row_splits(B, packed) > 1, lstm_kernel.projects_in_loop(packed))
+        chosen = (gemm.row_splits(B, packed) > 1, lstm_kernel.projects_in_loop(packed, B))
         check = functools.partial(outputs, layer, x, lengths)
         reference, *others = [variant(*c, check)() for c in combos]
         for c, other in zip(combos[1:], others, strict=True):
-            if not all(
-                torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+            if not all(  # within float32 rounding of sums over all tokens
+                (a - b).abs().max() <= 1e-4 * max(1.0, b.abs().max().item())
                 for a, b in zip(reference, other, strict=True)
             ):
                 raise AssertionError(f"{label}: {name(*c)} differs from 'shared, before'")

@@ -159,12 +159,13 @@ def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monke
     lens = torch.tensor([9, 3, 0, 6, 9, 1, 8])
     monkeypatch.setattr(gemm, "row_splits", lambda batch_size, packed: splits)
     if not gemm.panels_available(x):
-        assert not lstm_kernel.projects_in_loop(gemm.pack(layer.weight_hh_l0, 7))
+        assert not lstm_kernel.projects_in_loop(gemm.pack(layer.weight_hh_l0, 7), 64)
         return
+    monkeypatch.setattr(lstm_kernel, "PROJECT_MIN_ROWS", 7)  # the batch's 7 rows project
     in_loop = run_and_grad(layer, x, hx, lens)
     with torch.no_grad():
         in_loop_inference = layer(x, hx, lengths=lens)
-    monkeypatch.setattr(lstm_kernel, "projects_in_loop", lambda packed: False)
+    monkeypatch.setattr(lstm_kernel, "projects_in_loop", lambda packed, batch_size: False)
     before = run_and_grad(layer, x, hx, lens)
     with torch.no_grad():
         before_inference = layer(x, hx, lengths=lens)
@@ -176,18 +177,24 @@ def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monke
     assert calls["lstm"] == 4 * 2
 
 
-def test_row_splits_rule(monkeypatch):
-    """One split per thread where the panel kernel runs and each thread gets SPLIT_MIN_ROWS
-    rows; one split (every step shared) otherwise."""
+def test_the_loop_rules(monkeypatch):
+    """Row splits: one per thread where the panel kernel runs and each thread gets
+    SPLIT_MIN_ROWS rows, else one (every step shared). Projection in the loop: where the panel
+    kernel runs and the batch has PROJECT_MIN_ROWS rows."""
     w = torch.randn(32, 8)
     panels = gemm.pack(w, 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    if panels is None or panels.dim() != 3:  # no AVX-512 build: never split
+    if panels is None or panels.dim() != 3:  # no AVX-512 build: neither
         assert gemm.row_splits(64, panels) == 1
+        assert not lstm_kernel.projects_in_loop(panels, 64)
         return
     assert gemm.row_splits(2 * gemm.SPLIT_MIN_ROWS, panels) == 2
     assert gemm.row_splits(2 * gemm.SPLIT_MIN_ROWS - 1, panels) == 1
     assert gemm.row_splits(64, torch.randn(32, 8)) == 1  # a oneDNN-packed or plain weight
+    assert lstm_kernel.projects_in_loop(panels, lstm_kernel.PROJECT_MIN_ROWS)
+    assert not lstm_kernel.projects_in_loop(panels, lstm_kernel.PROJECT_MIN_ROWS - 1)
+    assert not lstm_kernel.projects_in_loop(torch.randn(32, 8), 64)
+    assert not lstm_kernel.projects_in_loop(None, 64)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert gemm.row_splits(64, panels) == 1
 
