@@ -12,9 +12,8 @@ median milliseconds of a whole training step (forward, ``sum().backward()``) of 
 its own kernel for the four combinations, each one's speed-up over "shared, before" (what the
 loops did before both), and which one the layer's rules pick (:func:`rnnkit.kernels.gemm
 .row_splits`, :func:`rnnkit.kernels.lstm.projects_in_loop`); then the same for inference with
-lengths uniform in [T/4, T] (the path a plain LSTM infers on with lengths). The layer-norm
-LSTM's rows ("LN") compare row splits alone: its loop normalises the two projections apart, so
-it projects before the loop. Outputs are checked equal (within float32 rounding) first.
+lengths uniform in [T/4, T] (the path a plain LSTM infers on with lengths). Outputs are checked
+equal (within float32 rounding) first.
 """
 
 from __future__ import annotations
@@ -34,21 +33,17 @@ from benchmarks.common import interleaved_medians, machine_description
 from rnnkit.kernels import gemm
 from rnnkit.kernels import lstm as lstm_kernel
 
-# label -> (B, T, I, H, layers, bidirectional, layer_norm); a and b are the speed suite's
-# configs. The layer-norm LSTM's loops have row splits but project before the loop (the two
-# sides are normalised apart), so only the first and third columns apply to them.
+# label -> (B, T, I, H, layers, bidirectional); a and b are the speed suite's configs
 CASES = {
-    "B=4 (a)": (4, 128, 128, 256, 1, False, False),
-    "B=8 (a)": (8, 128, 128, 256, 1, False, False),
-    "B=16 (a)": (16, 128, 128, 256, 1, False, False),
-    "a": (32, 128, 128, 256, 1, False, False),
-    "bidir a": (32, 128, 128, 256, 1, True, False),
-    "B=64 (a)": (64, 128, 128, 256, 1, False, False),
-    "b": (64, 256, 256, 512, 2, False, False),
-    "a, LN": (32, 128, 128, 256, 1, False, True),
-    "b, LN": (64, 256, 256, 512, 2, False, True),
+    "B=4 (a)": (4, 128, 128, 256, 1, False),
+    "B=8 (a)": (8, 128, 128, 256, 1, False),
+    "B=16 (a)": (16, 128, 128, 256, 1, False),
+    "a": (32, 128, 128, 256, 1, False),
+    "bidir a": (32, 128, 128, 256, 1, True),
+    "B=64 (a)": (64, 128, 128, 256, 1, False),
+    "b": (64, 256, 256, 512, 2, False),
 }
-QUICK = {"quick": (8, 6, 5, 16, 1, True, False), "quick, LN": (8, 6, 5, 16, 1, False, True)}
+QUICK = {"quick": (8, 6, 5, 16, 1, True)}
 
 
 def variant(split: bool, project: bool, fn: Callable[[], object]) -> Callable[[], object]:
@@ -93,20 +88,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"{'case':<10}{'mode':<16}" + "".join(f"{name(*c):>24}" for c in combos))
     g = torch.Generator().manual_seed(0)
-    cases = QUICK if args.quick else CASES
-    for label, (B, T, I, H, layers, bidirectional, layer_norm) in cases.items():
-        layer = own_kernel(
-            rnnkit.LSTM(I, H, layers, bidirectional=bidirectional, layer_norm=layer_norm)
-        )
+    for label, (B, T, I, H, layers, bidirectional) in (QUICK if args.quick else CASES).items():
+        layer = own_kernel(rnnkit.LSTM(I, H, layers, bidirectional=bidirectional))
         x = torch.randn(T, B, I, generator=g)
         lengths = torch.randint(T // 4, T + 1, (B,), generator=g)
         packed = gemm.pack(layer.weight_hh_l0, B)
-        project = not layer_norm and lstm_kernel.projects_in_loop(packed, B)
-        chosen = (gemm.row_splits(B, packed) > 1, project)
-        runs = [c for c in combos if not (layer_norm and c[1])]
+        chosen = (gemm.row_splits(B, packed) > 1, lstm_kernel.projects_in_loop(packed, B))
         check = functools.partial(outputs, layer, x, lengths)
-        reference, *others = [variant(*c, check)() for c in runs]
-        for c, other in zip(runs[1:], others, strict=True):
+        reference, *others = [variant(*c, check)() for c in combos]
+        for c, other in zip(combos[1:], others, strict=True):
             if not all(  # within float32 rounding of sums over all tokens
                 (a - b).abs().max() <= 1e-4 * max(1.0, b.abs().max().item())
                 for a, b in zip(reference, other, strict=True)
@@ -118,12 +108,10 @@ def main(argv: list[str] | None = None) -> None:
                 layer(x, lengths=lengths)
 
         for mode, fn in (("train", train_step(layer, x)), ("infer, lengths", infer)):
-            medians = interleaved_medians({c: variant(*c, fn) for c in runs}, args.repeats)
+            medians = interleaved_medians({c: variant(*c, fn) for c in combos}, args.repeats)
             base = medians[combos[0]]
             cells = (
                 f"{1e3 * medians[c]:.2f} ms {base / medians[c]:.2f}x{'*' if c == chosen else ' '}"
-                if c in medians
-                else "- "
                 for c in combos
             )
             print(f"{label:<10}{mode:<16}" + "".join(f"{cell:>24}" for cell in cells))

@@ -44,10 +44,9 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         ]
         # each step's masked GEMM input, kept for the weight gradient
         h_in = None if mask is None else saved("lstm_ln.h_in", (S, B, G // 4), xp, keep)
-        packed = gemm.pack(w_hh, B)
         h_all, h_n, c_n = ext.lstm_ln_forward(
-            xp, h0.contiguous(), c0.contiguous(), w_hh, packed, g_ih, b_ih, g_hh, b_hh, g_c,
-            b_c, peephole, mask, batch_sizes, buffers, h_in, keep, gemm.row_splits(B, packed),
+            xp, h0.contiguous(), c0.contiguous(), w_hh, gemm.pack(w_hh, B), g_ih, b_ih, g_hh,
+            b_hh, g_c, b_c, peephole, mask, batch_sizes, buffers, h_in, keep,
         )  # fmt: skip
         if keep:
             ctx.save_for_backward(
@@ -64,13 +63,12 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         )
         ext = load_extension("lstm_ln")
         T, B, G = kept[1].shape
-        packed = gemm.pack(w_hh.t(), B)
         d_xp, d_hh, d_h0, d_c0, d_g_ih, d_g_hh, d_b, d_g_c, d_b_c, d_peephole = (
             ext.lstm_ln_backward(
                 d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), c0.contiguous(),
-                kept, w_hh, packed, g_ih, g_hh, g_c, b_c, peephole, mask, ctx.batch_sizes,
-                scratch("lstm_ln.d_xp", kept[1].shape, c0),
-                scratch("lstm_ln.d_hh", kept[1].shape, c0), gemm.row_splits(B, packed),
+                kept, w_hh, gemm.pack(w_hh.t(), B), g_ih, g_hh, g_c, b_c,
+                peephole, mask, ctx.batch_sizes, scratch("lstm_ln.d_xp", kept[1].shape, c0),
+                scratch("lstm_ln.d_hh", kept[1].shape, c0),
             )
         )  # fmt: skip
         d_xp = d_xp.view(T * B, G)

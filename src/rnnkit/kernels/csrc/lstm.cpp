@@ -346,8 +346,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence", py::arg("xp"),
         py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"),
         py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("c_all"),
-        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1,
-        py::arg("x_rows") = py::none(), py::arg("w_ih_packed") = py::none());
+        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1, py::arg("x_rows") = py::none(),
+        py::arg("w_ih_packed") = py::none());
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time", py::arg("d_h_all"),
         py::arg("d_h_n"), py::arg("d_c_n"), py::arg("gates"), py::arg("c_all"), py::arg("c0"),
         py::arg("w_hh"), py::arg("w_hh_t_packed"), py::arg("peephole"), py::arg("mask"),

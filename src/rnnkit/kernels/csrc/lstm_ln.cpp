@@ -149,8 +149,7 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
                                     const std::optional<Tensor>& mask,
                                     const std::vector<int64_t>& batch_sizes,
                                     const std::vector<Tensor>& saved,
-                                    const std::optional<Tensor>& h_in, bool keep_for_backward,
-                                    int64_t splits) {
+                                    const std::optional<Tensor>& h_in, bool keep_for_backward) {
   const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1);
   const int64_t S = keep_for_backward ? T : 1;  // steps the buffers hold
   TORCH_CHECK(xp.is_contiguous(), "lstm_ln_forward: xp must be contiguous");
@@ -169,7 +168,6 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
   auto h = h0.clone();
   auto c = c0.clone();
   auto hh_rows = at::empty({B, 4 * H}, h0.options());  // W_hh h_{t-1} of a step's active rows
-  check_splits(splits, w_hh_packed);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_ln_forward", [&] {
     const NormParams<scalar_t> p{
         g_ih.data_ptr<scalar_t>(), b_ih ? b_ih->data_ptr<scalar_t>() : nullptr,
@@ -180,72 +178,38 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
     scalar_t *Xh = saved[2].data_ptr<scalar_t>(), *Ri = saved[3].data_ptr<scalar_t>();
     scalar_t *HHh = saved[4].data_ptr<scalar_t>(), *Rh = saved[5].data_ptr<scalar_t>();
     scalar_t *Chat = saved[6].data_ptr<scalar_t>(), *Rc = saved[7].data_ptr<scalar_t>();
-    const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
-    scalar_t *Hs = h.data_ptr<scalar_t>(), *Cs = c.data_ptr<scalar_t>();
-    scalar_t* HH = hh_rows.data_ptr<scalar_t>();  // the step's GEMM output rows
-    // Step t for rows b = first, first + stride, ... < B: rows from n on are inactive (zeros
-    // in the outputs and what backward reads); the others get their GEMM input row written
-    // (with h_in) and, after the GEMM, their gate math (after_gemm).
-    const auto zero_rows = [&](int64_t t, int64_t n, int64_t first, int64_t stride) {
-      const int64_t r0 = t * B, k0 = keep_for_backward ? r0 : 0;
-      for (int64_t b = first; b < B; b += stride) {
-        if (b < n) continue;
-        std::memset(h_all.data_ptr<scalar_t>() + H * (r0 + b), 0, sizeof(scalar_t) * H);
-        for (scalar_t* buf : {Ca, Chat}) std::memset(buf + H * (k0 + b), 0, sizeof(scalar_t) * H);
-        for (scalar_t* buf : {Ga, Xh, HHh})
-          std::memset(buf + 4 * H * (k0 + b), 0, sizeof(scalar_t) * 4 * H);
-        for (scalar_t* buf : {Ri, Rh}) std::memset(buf + 4 * (k0 + b), 0, sizeof(scalar_t) * 4);
-        Rc[k0 + b] = 0;
-        if (h_in) {  // read by the weight gradient
-          std::memset(h_in->data_ptr<scalar_t>() + H * (k0 + b), 0, sizeof(scalar_t) * H);
-        }
-      }
-    };
-    const auto gemm_input = [&](int64_t t, int64_t n, int64_t first, int64_t stride) {
-      const int64_t k0 = keep_for_backward ? t * B : 0;
-      if (!h_in) return Hs;
-      scalar_t* In = h_in->data_ptr<scalar_t>() + H * k0;
-      for (int64_t b = first; b < n; b += stride)
-        recurrent_input_rows(Hs + b * H, M ? M + b * H : nullptr, In + b * H, 1, H);
-      return In;
-    };
-    const auto gate_rows = [&](int64_t t, int64_t n, int64_t first, int64_t stride) {
-      const int64_t r0 = t * B, k0 = keep_for_backward ? r0 : 0;
-      const scalar_t* XP = xp.data_ptr<scalar_t>() + 4 * H * r0;
-      scalar_t* Ht = h_all.data_ptr<scalar_t>() + H * r0;
-      for (int64_t b = first; b < n; b += stride) {
-        const int64_t r = b * H, q = k0 + b;  // q: the row in the saved buffers
-        auto row = p.w_peep ? ln_forward_row<true, scalar_t> : ln_forward_row<false, scalar_t>;
-        row(XP + 4 * r, HH + 4 * r, p, Cs + r, Xh + 4 * H * q, Ri + 4 * q, HHh + 4 * H * q,
-            Rh + 4 * q, Ga + 4 * H * q, Chat + H * q, Rc + q, Ca + H * q, Ht + r, H);
-        std::memcpy(Hs + r, Ht + r, sizeof(scalar_t) * H);
-      }
-    };
-    if (splits > 1) {  // each split runs its own rows through the whole sequence
-      at::parallel_for(0, splits, 1, [&](int64_t s0, int64_t s1) {
-        for (int64_t s = s0; s < s1; ++s) {
-          for (int64_t t = 0; t < T; ++t) {
-            const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-            zero_rows(t, n, s, splits);
-            const int64_t m = split_rows(n, s, splits);
-            if (m == 0) continue;
-            panel_gemm(gemm_input(t, n, s, splits) + s * H, m, H, splits * H,
-                       w_hh_packed->data_ptr<float>(), 4 * H, HH + s * 4 * H, splits * 4 * H,
-                       false);
-            gate_rows(t, n, s, splits);
-          }
-        }
-      });
-      return;
-    }
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-      zero_rows(t, n, n, 1);
+      const int64_t r0 = t * B;  // first row of step t
+      const int64_t k0 = keep_for_backward ? r0 : 0;  // its first row in the saved buffers
+      scalar_t *Ht = h_all.data_ptr<scalar_t>() + H * r0, *Ct = Ca + H * k0, *Ch = Chat + H * k0;
+      scalar_t *Gt = Ga + 4 * H * k0, *Xt = Xh + 4 * H * k0, *HHt = HHh + 4 * H * k0;
+      scalar_t *Rit = Ri + 4 * k0, *Rht = Rh + 4 * k0, *Rct = Rc + k0;
+      for (scalar_t* buf : {Ht, Ct, Ch}) zero_rows_from(buf, n, B, H);
+      for (scalar_t* buf : {Gt, Xt, HHt}) zero_rows_from(buf, n, B, 4 * H);
+      for (scalar_t* buf : {Rit, Rht}) zero_rows_from(buf, n, B, 4);
+      zero_rows_from(Rct, n, B, 1);
+      Tensor rows = h.narrow(0, 0, n);
+      if (h_in) {
+        rows = (*h_in)[keep_for_backward ? t : 0].narrow(0, 0, n);
+        zero_rows_from(rows.data_ptr<scalar_t>(), n, B, H);  // read by the weight gradient
+        recurrent_input_rows(h.data_ptr<scalar_t>(), mask ? mask->data_ptr<scalar_t>() : nullptr,
+                             rows.data_ptr<scalar_t>(), n, H);
+      }
       if (n == 0) continue;
-      const Tensor rows = at::from_blob(gemm_input(t, n, 0, 1), {n, H}, h0.options());
-      const Tensor hh = gemm_nt(rows, w_hh, w_hh_packed, hh_rows.narrow(0, 0, n));  // raw
-      HH = hh.data_ptr<scalar_t>();  // the route's own tensor, alive through the gate math
-      for_rows(n, 4 * H, [&](int64_t begin, int64_t end) { gate_rows(t, end, begin, 1); });
+      auto hh = gemm_nt(rows, w_hh, w_hh_packed, hh_rows.narrow(0, 0, n));  // (n, 4H), raw
+      const scalar_t* XP = xp.data_ptr<scalar_t>() + 4 * H * r0;
+      const scalar_t* HH = hh.data_ptr<scalar_t>();
+      scalar_t* Cs = c.data_ptr<scalar_t>();
+      for_rows(n, 4 * H, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t r = b * H;
+          auto row = p.w_peep ? ln_forward_row<true, scalar_t> : ln_forward_row<false, scalar_t>;
+          row(XP + 4 * r, HH + 4 * r, p, Cs + r, Xt + 4 * r, Rit + 4 * b, HHt + 4 * r,
+              Rht + 4 * b, Gt + 4 * r, Ch + r, Rct + b, Ct + r, Ht + r, H);
+        }
+      });
+      std::memcpy(h.data_ptr<scalar_t>(), Ht, sizeof(scalar_t) * n * H);
     }
   });
   return {h_all, h, c};
@@ -326,16 +290,15 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
                                      const Tensor& b_c, const std::optional<Tensor>& peephole,
                                      const std::optional<Tensor>& mask,
                                      const std::vector<int64_t>& batch_sizes, Tensor d_xp,
-                                     Tensor d_hh, int64_t splits) {
+                                     Tensor d_hh) {
   TORCH_CHECK(saved.size() == 8, "lstm_ln_backward: expected the 8 buffers of lstm_ln_forward");
   const Tensor& gates = saved[1];
   const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
   TORCH_CHECK(d_xp.is_contiguous() && d_xp.sizes() == gates.sizes() && d_hh.is_contiguous() &&
                   d_hh.sizes() == gates.sizes(),
               "lstm_ln_backward: d_xp and d_hh must be contiguous (T, B, 4H) buffers");
-  check_splits(splits, w_hh_t_packed);
-  const int64_t threads = std::max<int64_t>(splits, at::get_num_threads());
-  auto scratch = at::empty({threads, 7 * H}, c0.options());  // a thread's or split's
+  const int64_t threads = at::get_num_threads();
+  auto scratch = at::empty({threads, 7 * H}, c0.options());
   auto sums = at::zeros({threads, kSumRow * H}, c0.options());
   auto d_h = d_h_n.clone();
   auto d_c = d_c_n.clone();
@@ -348,59 +311,31 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
     const scalar_t *Xh = saved[2].data_ptr<scalar_t>(), *Ri = saved[3].data_ptr<scalar_t>();
     const scalar_t *HHh = saved[4].data_ptr<scalar_t>(), *Rh = saved[5].data_ptr<scalar_t>();
     const scalar_t *Chat = saved[6].data_ptr<scalar_t>(), *Rc = saved[7].data_ptr<scalar_t>();
-    scalar_t *dH = d_h.data_ptr<scalar_t>(), *dC = d_c.data_ptr<scalar_t>();
-    // Step t for rows b = first, first + stride, ... < end: zeros in d_xp and d_hh from row n
-    // on, the gate math of the others, with scratch and sums row k.
-    const auto gate_rows = [&](int64_t t, int64_t n, int64_t first, int64_t end, int64_t stride,
-                               int64_t k) {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       const int64_t r0 = t * B;  // first row of step t
-      scalar_t* dX = d_xp.data_ptr<scalar_t>() + 4 * H * r0;
-      scalar_t* dHH = d_hh.data_ptr<scalar_t>() + 4 * H * r0;
+      scalar_t *dX = d_xp.data_ptr<scalar_t>() + 4 * H * r0;
+      scalar_t *dHH = d_hh.data_ptr<scalar_t>() + 4 * H * r0;
+      zero_rows_from(dX, n, B, 4 * H);
+      zero_rows_from(dHH, n, B, 4 * H);
+      if (n == 0) continue;
       const scalar_t* C = Ca + H * r0;
       const scalar_t* Cp = t > 0 ? C - H * B : c0.data_ptr<scalar_t>();
       const scalar_t* dHo = d_h_all.data_ptr<scalar_t>() + H * r0;
-      scalar_t* s = scratch.data_ptr<scalar_t>() + k * 7 * H;
-      scalar_t* a = sums.data_ptr<scalar_t>() + k * kSumRow * H;
-      for (int64_t b = first; b < end; b += stride) {
-        const int64_t r = b * H, q = r0 + b;  // q: the row in the saved buffers
-        if (b >= n) {
-          std::memset(dX + 4 * r, 0, sizeof(scalar_t) * 4 * H);
-          std::memset(dHH + 4 * r, 0, sizeof(scalar_t) * 4 * H);
-          continue;
-        }
-        auto row = p.w_peep ? ln_backward_row<true, scalar_t> : ln_backward_row<false, scalar_t>;
-        row(Ga + 4 * H * q, C + r, Cp + r, Chat + H * q, Rc[q], Xh + 4 * H * q, Ri + 4 * q,
-            HHh + 4 * H * q, Rh + 4 * q, p, dHo + r, dH + r, dC + r, dX + 4 * r, dHH + 4 * r, s,
-            a, H);
-      }
-    };
-    if (splits > 1) {  // each split runs its own rows back through the whole sequence
-      const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
-      at::parallel_for(0, splits, 1, [&](int64_t s0, int64_t s1) {
-        for (int64_t s = s0; s < s1; ++s) {
-          for (int64_t t = T - 1; t >= 0; --t) {
-            const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-            gate_rows(t, n, s, B, splits, s);
-            const int64_t m = split_rows(n, s, splits);
-            if (m == 0) continue;
-            // its rows of the carried d_h: d_hh @ w_hh, masked
-            panel_gemm(d_hh.data_ptr<scalar_t>() + 4 * H * (t * B + s), m, 4 * H, splits * 4 * H,
-                       w_hh_t_packed->data_ptr<float>(), H, dH + s * H, splits * H, false);
-            for (int64_t b = s; M && b < n; b += splits)
-              for (int64_t k = 0; k < H; ++k) dH[b * H + k] *= M[b * H + k];
-          }
+      scalar_t *dH = d_h.data_ptr<scalar_t>(), *dC = d_c.data_ptr<scalar_t>();
+      for_rows(n, 4 * H, [&](int64_t begin, int64_t end) {
+        scalar_t* s = scratch.data_ptr<scalar_t>() + at::get_thread_num() * 7 * H;
+        scalar_t* a = sums.data_ptr<scalar_t>() + at::get_thread_num() * kSumRow * H;
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t r = b * H, q = r0 + b;  // q: the row in the saved buffers
+          auto row = p.w_peep ? ln_backward_row<true, scalar_t> : ln_backward_row<false, scalar_t>;
+          row(Ga + 4 * H * q, C + r, Cp + r, Chat + H * q, Rc[q], Xh + 4 * H * q, Ri + 4 * q,
+              HHh + 4 * H * q, Rh + 4 * q, p, dHo + r, dH + r, dC + r, dX + 4 * r, dHH + 4 * r,
+              s, a, H);
         }
       });
-      return;
-    }
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-      for_rows(B, 4 * H, [&](int64_t begin, int64_t end) {
-        gate_rows(t, n, begin, end, 1, at::get_thread_num());
-      });
-      if (n == 0) continue;
       auto d_h_prev = d_h.narrow(0, 0, n);  // the carried d_h of active rows: d_hh @ w_hh
-      gemm_nt_into(d_hh.view({T * B, 4 * H}).narrow(0, t * B, n), w_hh_t, w_hh_t_packed,
+      gemm_nt_into(d_hh.view({T * B, 4 * H}).narrow(0, r0, n), w_hh_t, w_hh_t_packed,
                    d_h_prev);
       if (mask) d_h_prev.mul_(mask->narrow(0, 0, n));
     }
@@ -415,14 +350,6 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
 }  // namespace rnnkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("lstm_ln_forward", &rnnkit::lstm_ln_forward, "layer-norm LSTM forward", py::arg("xp"),
-        py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"), py::arg("g_ih"),
-        py::arg("b_ih"), py::arg("g_hh"), py::arg("b_hh"), py::arg("g_c"), py::arg("b_c"),
-        py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("saved"),
-        py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1);
-  m.def("lstm_ln_backward", &rnnkit::lstm_ln_backward, "layer-norm LSTM backward through time",
-        py::arg("d_h_all"), py::arg("d_h_n"), py::arg("d_c_n"), py::arg("c0"), py::arg("saved"),
-        py::arg("w_hh"), py::arg("w_hh_t_packed"), py::arg("g_ih"), py::arg("g_hh"),
-        py::arg("g_c"), py::arg("b_c"), py::arg("peephole"), py::arg("mask"),
-        py::arg("batch_sizes"), py::arg("d_xp"), py::arg("d_hh"), py::arg("splits") = 1);
+  m.def("lstm_ln_forward", &rnnkit::lstm_ln_forward, "layer-norm LSTM forward");
+  m.def("lstm_ln_backward", &rnnkit::lstm_ln_backward, "layer-norm LSTM backward through time");
 }
