@@ -51,8 +51,8 @@ def pack(weight: Tensor, batch_size: int) -> Tensor | None:
 
 # Rows per thread from which the LSTM loops split the batch between the threads for the whole
 # sequence (each thread its own rows' recurrent GEMM and gate math, no synchronisation between
-# steps) instead of sharing every step: at 4 rows per thread the loops were 1.05-1.17x faster,
-# at 2 rows 0.81-0.85x (python -m benchmarks.ab_row_split, 2 threads).
+# steps) instead of sharing every step: with 4 rows per thread whole training steps were
+# 1.13-1.16x faster, with 2 rows 0.87-0.98x (python -m benchmarks.ab_lstm_loops, 2 threads).
 SPLIT_MIN_ROWS = 4
 
 

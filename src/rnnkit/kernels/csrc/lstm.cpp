@@ -107,8 +107,9 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
                                  const std::optional<Tensor>& x_rows,
                                  const std::optional<Tensor>& w_ih_packed) {
   const int64_t B = h0.size(0), H = c0.size(1), N = x_rows ? x_rows->size(0) : xp.size(0);
-  TORCH_CHECK(!x_rows || (x_rows->dim() == 2 && x_rows->is_contiguous() && is_panels(w_hh_packed) &&
-                          is_panels(w_ih_packed) && xp.dim() == 1 && xp.size(0) == 4 * H),
+  TORCH_CHECK(!x_rows || (x_rows->dim() == 2 && x_rows->is_contiguous() &&
+                          is_panels(w_hh_packed) && is_panels(w_ih_packed) && xp.dim() == 1 &&
+                          xp.size(0) == 4 * H),
               "lstm_forward: projecting in the loop needs contiguous x_rows (N, I), W_ih and W_hh "
               "in panels and xp the biases (4H); got x_rows ", x_rows->sizes(), ", xp ",
               xp.sizes());
@@ -346,8 +347,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence", py::arg("xp"),
         py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"),
         py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("c_all"),
-        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1, py::arg("x_rows") = py::none(),
-        py::arg("w_ih_packed") = py::none());
+        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1,
+        py::arg("x_rows") = py::none(), py::arg("w_ih_packed") = py::none());
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time", py::arg("d_h_all"),
         py::arg("d_h_n"), py::arg("d_c_n"), py::arg("gates"), py::arg("c_all"), py::arg("c0"),
         py::arg("w_hh"), py::arg("w_hh_t_packed"), py::arg("peephole"), py::arg("mask"),
