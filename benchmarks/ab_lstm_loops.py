@@ -54,7 +54,7 @@ def variant(split: bool, project: bool, fn: Callable[[], object]) -> Callable[[]
     def run() -> object:
         with (
             mock.patch.object(gemm, "row_splits", lambda batch_size, packed: splits),
-            mock.patch.object(lstm_kernel, "projects_in_loop", lambda packed, batch_size: project),
+            mock.patch.object(lstm_kernel, "projects_in_loop", lambda packed: project),
         ):
             return fn()
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         x = torch.randn(T, B, I, generator=g)
         lengths = torch.randint(T // 4, T + 1, (B,), generator=g)
         packed = gemm.pack(layer.weight_hh_l0, B)
-        chosen = (gemm.row_splits(B, packed) > 1, lstm_kernel.projects_in_loop(packed, B))
+        chosen = (gemm.row_splits(B, packed) > 1, lstm_kernel.projects_in_loop(packed))
         check = functools.partial(outputs, layer, x, lengths)
         reference, *others = [variant(*c, check)() for c in combos]
         for c, other in zip(combos[1:], others, strict=True):

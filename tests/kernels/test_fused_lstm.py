@@ -159,13 +159,12 @@ def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monke
     lens = torch.tensor([9, 3, 0, 6, 9, 1, 8])
     monkeypatch.setattr(gemm, "row_splits", lambda batch_size, packed: splits)
     if not gemm.panels_available(x):
-        assert not lstm_kernel.projects_in_loop(gemm.pack(layer.weight_hh_l0, 7), 64)
+        assert not lstm_kernel.projects_in_loop(gemm.pack(layer.weight_hh_l0, 7))
         return
-    monkeypatch.setattr(lstm_kernel, "PROJECT_MIN_ROWS", 7)  # the batch's 7 rows project
     in_loop = run_and_grad(layer, x, hx, lens)
     with torch.no_grad():
         in_loop_inference = layer(x, hx, lengths=lens)
-    monkeypatch.setattr(lstm_kernel, "projects_in_loop", lambda packed, batch_size: False)
+    monkeypatch.setattr(lstm_kernel, "projects_in_loop", lambda packed: False)
     before = run_and_grad(layer, x, hx, lens)
     with torch.no_grad():
         before_inference = layer(x, hx, lengths=lens)
@@ -177,24 +176,40 @@ def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monke
     assert calls["lstm"] == 4 * 2
 
 
+@pytest.mark.parametrize("options", [o for o in OPTIONS if not o.get("layer_norm")])
+def test_a_rows_outputs_do_not_depend_on_its_batch(options):
+    """Row splits and the projection in the loop depend on the batch size, but a row's
+    arithmetic does not: the first rows of a batch of 8 and the same rows alone (a batch of 3,
+    below SPLIT_MIN_ROWS per thread) give the same float32 outputs, to the bit. (This is what
+    keeps one process and two under DDP training the same weights.)"""
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(5, 24, **{**options, "recurrent_dropout": 0.0}).train()
+    x = torch.randn(9, 8, 5)
+    with torch.no_grad():  # lengths=: rnnkit's kernel infers (a plain LSTM, torch.nn's)
+        whole, (h_whole, c_whole) = layer(x, lengths=torch.full((8,), 9))
+        alone, (h_alone, c_alone) = layer(x[:, :3], lengths=torch.full((3,), 9))
+    assert torch.equal(whole[:, :3], alone)
+    assert torch.equal(h_whole[:, :3], h_alone) and torch.equal(c_whole[:, :3], c_alone)
+    assert torch.equal(layer(x)[0][:, :3], layer(x[:, :3])[0])  # training (autograd on)
+
+
 def test_the_loop_rules(monkeypatch):
     """Row splits: one per thread where the panel kernel runs and each thread gets
-    SPLIT_MIN_ROWS rows, else one (every step shared). Projection in the loop: where the panel
-    kernel runs and the batch has PROJECT_MIN_ROWS rows."""
+    SPLIT_MIN_ROWS rows, else one (every step shared). Projection in the loop: wherever the
+    panel kernel runs, at any batch size."""
     w = torch.randn(32, 8)
     panels = gemm.pack(w, 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     if panels is None or panels.dim() != 3:  # no AVX-512 build: neither
         assert gemm.row_splits(64, panels) == 1
-        assert not lstm_kernel.projects_in_loop(panels, 64)
+        assert not lstm_kernel.projects_in_loop(panels)
         return
     assert gemm.row_splits(2 * gemm.SPLIT_MIN_ROWS, panels) == 2
     assert gemm.row_splits(2 * gemm.SPLIT_MIN_ROWS - 1, panels) == 1
     assert gemm.row_splits(64, torch.randn(32, 8)) == 1  # a oneDNN-packed or plain weight
-    assert lstm_kernel.projects_in_loop(panels, lstm_kernel.PROJECT_MIN_ROWS)
-    assert not lstm_kernel.projects_in_loop(panels, lstm_kernel.PROJECT_MIN_ROWS - 1)
-    assert not lstm_kernel.projects_in_loop(torch.randn(32, 8), 64)
-    assert not lstm_kernel.projects_in_loop(None, 64)
+    assert lstm_kernel.projects_in_loop(panels)
+    assert not lstm_kernel.projects_in_loop(torch.randn(32, 8))
+    assert not lstm_kernel.projects_in_loop(None)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert gemm.row_splits(64, panels) == 1
 

@@ -71,18 +71,15 @@ def weight_gradients(
     return [gemm.transpose(s) for s in sums]
 
 
-# Batch size from which the loops project the input themselves: at 4 rows whole config-a
-# training steps were 0.94-1.01x (2 threads) and 0.97-1.01x (1 thread), from 8 rows 1.00-1.22x.
-PROJECT_MIN_ROWS = 8
-
-
-def projects_in_loop(packed: Tensor | None, batch_size: int) -> bool:
+def projects_in_loop(packed: Tensor | None) -> bool:
     """Whether the C++ loop computes each step's input projection itself, x_t W_ih^T in the same
     panel-kernel GEMM as h_{t-1} W_hh^T, instead of one GEMM over all steps before the loop
-    (whose (N, 4H) result is written out and read back): where the recurrent weight is in
-    panels (``packed``, from :func:`gemm.pack`) and the batch has ``PROJECT_MIN_ROWS`` rows
+    (whose (N, 4H) result is written out and read back): wherever the recurrent weight is in
+    panels (``packed``, from :func:`gemm.pack`), whatever the batch size, so that a row's
+    numbers do not depend on how many rows share its batch (one process or several under DDP
+    give the same weights). From 8 rows, whole training steps 1.00-1.27x; at 4 rows 0.93-1.01x
     (``python -m benchmarks.ab_lstm_loops``)."""
-    return packed is not None and packed.dim() == 3 and batch_size >= PROJECT_MIN_ROWS
+    return packed is not None and packed.dim() == 3
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -104,7 +101,7 @@ class LSTMFunction(torch.autograd.Function):
             x_rows = x_rows.index_select(0, rows)  # (N, I)
         bias = None if b_ih is None else b_ih + b_hh
         H, packed = w_hh.shape[1], gemm.pack(w_hh, B)
-        if projects_in_loop(packed, B):  # xp: the biases alone; the loop projects x_rows
+        if projects_in_loop(packed):  # xp: the biases alone; the loop projects x_rows
             xp = bias if bias is not None else x.new_zeros(4 * H)
             x_rows, ih_packed = x_rows.contiguous(), gemm.pack(w_ih, B)
         else:
