@@ -52,7 +52,8 @@ def pack(weight: Tensor, batch_size: int) -> Tensor | None:
 # Rows per thread from which the LSTM loops split the batch between the threads for the whole
 # sequence (each thread its own rows' recurrent GEMM and gate math, no synchronisation between
 # steps) instead of sharing every step: with 4 rows per thread whole training steps were
-# 1.13-1.16x faster, with 2 rows 0.87-0.98x (python -m benchmarks.ab_lstm_loops, 2 threads).
+# 1.13-1.16x faster, with 2 rows 0.87-1.08x, and 0.80-0.92x with the projection in the loop
+# (python -m benchmarks.ab_lstm_loops, 2 threads).
 SPLIT_MIN_ROWS = 4
 
 

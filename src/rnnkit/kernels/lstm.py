@@ -77,7 +77,7 @@ def projects_in_loop(packed: Tensor | None) -> bool:
     (whose (N, 4H) result is written out and read back): wherever the recurrent weight is in
     panels (``packed``, from :func:`gemm.pack`), whatever the batch size, so that a row's
     numbers do not depend on how many rows share its batch (one process or several under DDP
-    give the same weights). From 8 rows, whole training steps 1.00-1.27x; at 4 rows 0.93-1.01x
+    give the same weights). From 8 rows, whole training steps 1.00-1.27x; at 4 rows 0.91-1.03x
     (``python -m benchmarks.ab_lstm_loops``)."""
     return packed is not None and packed.dim() == 3
 
