@@ -10,6 +10,7 @@ import torch
 from benchmarks import breakdown_lstm
 
 import rnnkit
+from rnnkit.kernels import gemm
 from rnnkit.kernels import lstm as lstm_kernel
 from rnnkit.kernels import lstm_ln as lstm_ln_kernel
 
@@ -22,8 +23,10 @@ def test_breakdown_reports_the_kernel_parts_and_restores_the_modules():
         breakdown_lstm.breakdown("plain", breakdown_lstm.own_kernel(rnnkit.LSTM(5, 8)), x, 1)
         breakdown_lstm.breakdown("ln", rnnkit.LSTM(5, 8, layer_norm=True), x, 1)
     plain, ln = out.getvalue().split("ln: ")
-    for part in ("C++ lstm_forward", "C++ lstm_backward", "gemm.matmul", "gemm.linear", "rest"):
+    for part in ("C++ lstm_forward", "C++ lstm_backward", "gemm.matmul", "gemm.pack", "rest"):
         assert part in plain, part
+    # the input projection: inside the loop's GEMM with the panel kernel, else a GEMM before it
+    assert ("gemm.linear" in plain) == (not gemm.panels_available(x))
     for part in ("C++ lstm_ln_forward", "C++ lstm_ln_backward", "gemm.matmul"):
         assert part in ln, part
     assert {m: (m.load_extension, m.gemm) for m in before} == before
