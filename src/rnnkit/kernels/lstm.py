@@ -1,5 +1,6 @@
-"""Fused LSTM direction: one input-projection GEMM, the C++ time loop, hand-written BPTT, and
-the weight gradients as one GEMM each over all time steps."""
+"""Fused LSTM direction: the C++ time loop and hand-written BPTT, the input projection inside
+each step's GEMM (or one GEMM over all steps before the loop where the panel kernel is not
+built), and the weight gradients as one GEMM each over all time steps."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-// LSTM time loop with hand-written BPTT: only the recurrent GEMM and the fused gate math run per
-// step; the input projection and the weight gradients are single GEMMs done by the caller.
+// LSTM time loop with hand-written BPTT: only the recurrent GEMM (with the panel kernel, also
+// the step's input projection) and the fused gate math run per step; the weight gradients (and
+// otherwise the input projection) are single GEMMs done by the caller. With row splits each
+// thread runs its own rows through the whole sequence (check_splits in common.h).
 //
 // Batches are sorted by decreasing length, so at step t the active sequences are rows
 // [0, batch_sizes[t]) and the others keep their state untouched (the masking rule of
