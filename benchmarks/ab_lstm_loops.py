@@ -10,7 +10,7 @@
 Run: ``python -m benchmarks.ab_lstm_loops [--repeats 11] [--quick]``. Prints, per case, the
 median milliseconds of a whole training step (forward, ``sum().backward()``) of an rnnkit LSTM on
 its own kernel for the four combinations, each one's speed-up over "shared, before" (what the
-loops did before both), and which one the layer's rules pick (:func:`rnnkit.kernels.gemm
+loops did before both), and which one the layer's rules pick (:func:`rnnkit.kernels.lstm
 .row_splits`, :func:`rnnkit.kernels.lstm.projects_in_loop`); then the same for inference with
 lengths uniform in [T/4, T] (the path a plain LSTM infers on with lengths). Outputs are checked
 equal (within float32 rounding) first.
@@ -53,7 +53,7 @@ def variant(split: bool, project: bool, fn: Callable[[], object]) -> Callable[[]
 
     def run() -> object:
         with (
-            mock.patch.object(gemm, "row_splits", lambda batch_size, packed: splits),
+            mock.patch.object(lstm_kernel, "row_splits", lambda batch_size, packed: splits),
             mock.patch.object(lstm_kernel, "projects_in_loop", lambda packed: project),
         ):
             return fn()
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         x = torch.randn(T, B, I, generator=g)
         lengths = torch.randint(T // 4, T + 1, (B,), generator=g)
         packed = gemm.pack(layer.weight_hh_l0, B)
-        chosen = (gemm.row_splits(B, packed) > 1, lstm_kernel.projects_in_loop(packed))
+        chosen = (lstm_kernel.row_splits(B, packed) > 1, lstm_kernel.projects_in_loop(packed))
         check = functools.partial(outputs, layer, x, lengths)
         reference, *others = [variant(*c, check)() for c in combos]
         for c, other in zip(combos[1:], others, strict=True):

@@ -130,7 +130,7 @@ def test_row_splits_give_the_numbers_of_shared_steps(options, splits, lengths, m
     shared = run_and_grad(layer, x, hx, lens)
     with torch.no_grad():
         shared_inference = layer(x, hx, lengths=lens)
-    monkeypatch.setattr(gemm, "row_splits", lambda batch_size, packed: splits)
+    monkeypatch.setattr(lstm_kernel, "row_splits", lambda batch_size, packed: splits)
     if not gemm.panels_available(x):
         with pytest.raises(RuntimeError, match="row splits need the panel kernel"):
             run_and_grad(layer, x, hx, lens)
@@ -157,7 +157,7 @@ def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monke
     x = torch.randn(9, 7, 5, requires_grad=True)
     hx = (torch.randn(2, 7, 24), torch.randn(2, 7, 24))
     lens = torch.tensor([9, 3, 0, 6, 9, 1, 8])
-    monkeypatch.setattr(gemm, "row_splits", lambda batch_size, packed: splits)
+    monkeypatch.setattr(lstm_kernel, "row_splits", lambda batch_size, packed: splits)
     if not gemm.panels_available(x):
         assert not lstm_kernel.projects_in_loop(gemm.pack(layer.weight_hh_l0, 7))
         return
@@ -201,17 +201,17 @@ def test_the_loop_rules(monkeypatch):
     panels = gemm.pack(w, 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     if panels is None or panels.dim() != 3:  # no AVX-512 build: neither
-        assert gemm.row_splits(64, panels) == 1
+        assert lstm_kernel.row_splits(64, panels) == 1
         assert not lstm_kernel.projects_in_loop(panels)
         return
-    assert gemm.row_splits(2 * gemm.SPLIT_MIN_ROWS, panels) == 2
-    assert gemm.row_splits(2 * gemm.SPLIT_MIN_ROWS - 1, panels) == 1
-    assert gemm.row_splits(64, torch.randn(32, 8)) == 1  # a oneDNN-packed or plain weight
+    assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS, panels) == 2
+    assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS - 1, panels) == 1
+    assert lstm_kernel.row_splits(64, torch.randn(32, 8)) == 1  # a oneDNN-packed or plain weight
     assert lstm_kernel.projects_in_loop(panels)
     assert not lstm_kernel.projects_in_loop(torch.randn(32, 8))
     assert not lstm_kernel.projects_in_loop(None)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert gemm.row_splits(64, panels) == 1
+    assert lstm_kernel.row_splits(64, panels) == 1
 
 
 @pytest.mark.parametrize("options", OPTIONS)

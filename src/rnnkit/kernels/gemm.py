@@ -49,24 +49,6 @@ def pack(weight: Tensor, batch_size: int) -> Tensor | None:
     return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size)
 
 
-# Rows per thread from which the LSTM loops split the batch between the threads for the whole
-# sequence (each thread its own rows' recurrent GEMM and gate math, no synchronisation between
-# steps) instead of sharing every step: with 4 rows per thread whole training steps were
-# 1.13-1.16x faster, with 2 rows 0.87-1.08x, and 0.80-0.92x with the projection in the loop
-# (python -m benchmarks.ab_lstm_loops, 2 threads).
-SPLIT_MIN_ROWS = 4
-
-
-def row_splits(batch_size: int, packed: Tensor | None) -> int:
-    """How many row splits the LSTM loops run side by side for a batch of batch_size rows and
-    a recurrent weight from :func:`pack`: every thread one split where the panel kernel runs
-    and each gets ``SPLIT_MIN_ROWS`` rows or more, else 1 (every step shared)."""
-    threads = torch.get_num_threads()
-    if packed is None or packed.dim() != 3 or threads < 2:
-        return 1
-    return threads if batch_size >= SPLIT_MIN_ROWS * threads else 1
-
-
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x (M, K) @ weight (N, K)^T + bias -> (M, N)."""
     if use_onednn(x):

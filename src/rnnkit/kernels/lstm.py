@@ -72,6 +72,24 @@ def weight_gradients(
     return [gemm.transpose(s) for s in sums]
 
 
+# Rows per thread from which the LSTM loops split the batch between the threads for the whole
+# sequence (each thread its own rows' recurrent GEMM and gate math, no synchronisation between
+# steps) instead of sharing every step: with 4 rows per thread whole training steps were
+# 1.13-1.16x faster, with 2 rows 0.87-1.08x, and 0.80-0.92x with the projection in the loop
+# (python -m benchmarks.ab_lstm_loops, 2 threads).
+SPLIT_MIN_ROWS = 4
+
+
+def row_splits(batch_size: int, packed: Tensor | None) -> int:
+    """How many row splits the LSTM loops run side by side for a batch of batch_size rows and
+    a recurrent weight from :func:`gemm.pack`: every thread one split where the panel kernel runs
+    and each gets ``SPLIT_MIN_ROWS`` rows or more, else 1 (every step shared)."""
+    threads = torch.get_num_threads()
+    if packed is None or packed.dim() != 3 or threads < 2:
+        return 1
+    return threads if batch_size >= SPLIT_MIN_ROWS * threads else 1
+
+
 def projects_in_loop(packed: Tensor | None) -> bool:
     """Whether the C++ loop computes each step's input projection itself, x_t W_ih^T in the same
     panel-kernel GEMM as h_{t-1} W_hh^T, instead of one GEMM over all steps before the loop
@@ -115,7 +133,7 @@ class LSTMFunction(torch.autograd.Function):
         h_in = None if mask is None and rows is None else saved("lstm.h_in", (R, H), xp, keep)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, packed, peephole, mask, batch_sizes,
-            c_all, gates, h_in, keep, gemm.row_splits(B, packed),
+            c_all, gates, h_in, keep, row_splits(B, packed),
             x_rows if ih_packed is not None else None, ih_packed,
         )  # fmt: skip
         if keep:
@@ -139,7 +157,7 @@ class LSTMFunction(torch.autograd.Function):
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
             c0.contiguous(), w_hh, packed, peephole, mask, ctx.batch_sizes,
             scratch("lstm.d_gates", (N, gates.shape[1]), gates), ctx.has_bias,
-            gemm.row_splits(B, packed),
+            row_splits(B, packed),
         )  # fmt: skip
         d_x = None
         if ctx.needs_input_grad[0]:

@@ -105,7 +105,7 @@ inline double tanh_(double x) { return std::tanh(x); }
 // with no synchronisation between steps (a row's state depends on that row only). Interleaved
 // rows keep the splits even when sequences end at different steps (sorted batches). With one
 // split, each step's GEMM columns and gate rows are shared between the threads instead.
-// rnnkit.kernels.gemm.row_splits chooses S.
+// rnnkit.kernels.lstm.row_splits chooses S.
 inline void check_splits(int64_t splits, const std::optional<Tensor>& w_packed) {
   TORCH_CHECK(splits >= 1 && (splits == 1 || is_panels(w_packed)),
               "row splits need the panel kernel's weights and splits >= 1; got ", splits);
