@@ -42,6 +42,8 @@ CASES = {
     "bidir a": (32, 128, 128, 256, 1, True),
     "B=64 (a)": (64, 128, 128, 256, 1, False),
     "b": (64, 256, 256, 512, 2, False),
+    "H=768": (32, 64, 768, 768, 1, False),  # 18 MiB of weights: beyond LOOP_WEIGHT_BYTES
+    "H=1024": (32, 64, 512, 1024, 1, False),
 }
 QUICK = {"quick": (8, 6, 5, 16, 1, True)}
 
@@ -53,8 +55,8 @@ def variant(split: bool, project: bool, fn: Callable[[], object]) -> Callable[[]
 
     def run() -> object:
         with (
-            mock.patch.object(lstm_kernel, "row_splits", lambda batch_size, packed: splits),
-            mock.patch.object(lstm_kernel, "projects_in_loop", lambda packed: project),
+            mock.patch.object(lstm_kernel, "row_splits", lambda *args: splits),
+            mock.patch.object(lstm_kernel, "projects_in_loop", lambda *args: project),
         ):
             return fn()
 
@@ -92,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
         layer = own_kernel(rnnkit.LSTM(I, H, layers, bidirectional=bidirectional))
         x = torch.randn(T, B, I, generator=g)
         lengths = torch.randint(T // 4, T + 1, (B,), generator=g)
-        packed = gemm.pack(layer.weight_hh_l0, B)
-        chosen = (lstm_kernel.row_splits(B, packed) > 1, lstm_kernel.projects_in_loop(packed))
+        packed, w_ih = gemm.pack(layer.weight_hh_l0, B), layer.weight_ih_l0
+        project = lstm_kernel.projects_in_loop(packed, w_ih)
+        ih_packed = gemm.pack(w_ih, B) if project else None
+        chosen = (lstm_kernel.row_splits(B, packed, ih_packed) > 1, project)
         check = functools.partial(outputs, layer, x, lengths)
         reference, *others = [variant(*c, check)() for c in combos]
         for c, other in zip(combos[1:], others, strict=True):

@@ -2,6 +2,7 @@
 finite differences, and the fallback when no kernel can be built."""
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -130,7 +131,7 @@ def test_row_splits_give_the_numbers_of_shared_steps(options, splits, lengths, m
     shared = run_and_grad(layer, x, hx, lens)
     with torch.no_grad():
         shared_inference = layer(x, hx, lengths=lens)
-    monkeypatch.setattr(lstm_kernel, "row_splits", lambda batch_size, packed: splits)
+    monkeypatch.setattr(lstm_kernel, "row_splits", lambda *args: splits)
     if not gemm.panels_available(x):
         with pytest.raises(RuntimeError, match="row splits need the panel kernel"):
             run_and_grad(layer, x, hx, lens)
@@ -157,14 +158,15 @@ def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monke
     x = torch.randn(9, 7, 5, requires_grad=True)
     hx = (torch.randn(2, 7, 24), torch.randn(2, 7, 24))
     lens = torch.tensor([9, 3, 0, 6, 9, 1, 8])
-    monkeypatch.setattr(lstm_kernel, "row_splits", lambda batch_size, packed: splits)
+    monkeypatch.setattr(lstm_kernel, "row_splits", lambda *args: splits)
     if not gemm.panels_available(x):
-        assert not lstm_kernel.projects_in_loop(gemm.pack(layer.weight_hh_l0, 7))
+        packed = gemm.pack(layer.weight_hh_l0, 7)
+        assert not lstm_kernel.projects_in_loop(packed, layer.weight_ih_l0)
         return
     in_loop = run_and_grad(layer, x, hx, lens)
     with torch.no_grad():
         in_loop_inference = layer(x, hx, lengths=lens)
-    monkeypatch.setattr(lstm_kernel, "projects_in_loop", lambda packed: False)
+    monkeypatch.setattr(lstm_kernel, "projects_in_loop", lambda *args: False)
     before = run_and_grad(layer, x, hx, lens)
     with torch.no_grad():
         before_inference = layer(x, hx, lengths=lens)
@@ -194,24 +196,54 @@ def test_a_rows_outputs_do_not_depend_on_its_batch(options):
 
 
 def test_the_loop_rules(monkeypatch):
-    """Row splits: one per thread where the panel kernel runs and each thread gets
-    SPLIT_MIN_ROWS rows, else one (every step shared). Projection in the loop: wherever the
-    panel kernel runs, at any batch size."""
-    w = torch.randn(32, 8)
-    panels = gemm.pack(w, 8)
+    """Row splits: one per thread where the panel kernel runs, each thread gets SPLIT_MIN_ROWS
+    rows and the panels it reads every step (W_hh's, and W_ih's when the loop projects) fit
+    LOOP_WEIGHT_BYTES, else one (every step shared). Projection in the loop: wherever the panel
+    kernel runs and both weights fit LOOP_WEIGHT_BYTES, at any batch size."""
+    w_hh, w_ih = torch.randn(32, 8), torch.randn(32, 5)
+    panels, ih_panels = gemm.pack(w_hh, 8), gemm.pack(w_ih, 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     if panels is None or panels.dim() != 3:  # no AVX-512 build: neither
         assert lstm_kernel.row_splits(64, panels) == 1
-        assert not lstm_kernel.projects_in_loop(panels)
+        assert not lstm_kernel.projects_in_loop(panels, w_ih)
         return
-    assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS, panels) == 2
+    assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS, panels, ih_panels) == 2
     assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS - 1, panels) == 1
     assert lstm_kernel.row_splits(64, torch.randn(32, 8)) == 1  # a oneDNN-packed or plain weight
-    assert lstm_kernel.projects_in_loop(panels)
-    assert not lstm_kernel.projects_in_loop(torch.randn(32, 8))
-    assert not lstm_kernel.projects_in_loop(None)
+    assert lstm_kernel.projects_in_loop(panels, w_ih)
+    assert not lstm_kernel.projects_in_loop(torch.randn(32, 8), w_ih)
+    assert not lstm_kernel.projects_in_loop(None, w_ih)
+    size = lstm_kernel.panel_bytes(panels, ih_panels)
+    assert size == 4 * (panels.numel() + ih_panels.numel()) >= 4 * 32 * (8 + 5)
+    monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", size)  # both fit, just
+    assert lstm_kernel.projects_in_loop(panels, w_ih)
+    assert lstm_kernel.row_splits(64, panels, ih_panels) == 2
+    monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", size - 1)  # W_hh's alone fit
+    assert not lstm_kernel.projects_in_loop(panels, w_ih)
+    assert lstm_kernel.row_splits(64, panels, ih_panels) == 1
+    assert lstm_kernel.row_splits(64, panels) == 2
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert lstm_kernel.row_splits(64, panels) == 1
+
+
+def test_large_weights_keep_the_projection_before_the_loop_and_shared_steps(monkeypatch):
+    """At H=1024, I=512 (24 MiB of float32 weights, beyond LOOP_WEIGHT_BYTES) the forward loop
+    gets the (N, 4H) projection and one split: it is called with no input rows and no W_ih panels
+    (as everywhere without the panel kernel)."""
+    layer = rnnkit.LSTM(512, 1024).train()
+    seen = {}
+    ext = load_extension("lstm")
+    forward = ext.lstm_forward
+
+    def spy(*args):
+        seen["splits"], seen["x_rows"], seen["ih_packed"] = args[12:15]
+        return forward(*args)
+
+    monkeypatch.setattr(lstm_kernel, "load_extension", lambda name: SimpleNamespace(
+        lstm_forward=spy, lstm_backward=ext.lstm_backward))  # fmt: skip
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    layer(torch.randn(2, 32, 512), lengths=torch.full((32,), 2))
+    assert seen == {"splits": 1, "x_rows": None, "ih_packed": None}
 
 
 @pytest.mark.parametrize("options", OPTIONS)

@@ -78,27 +78,42 @@ def weight_gradients(
 # 1.13-1.16x faster, with 2 rows 0.87-1.08x, and 0.80-0.92x with the projection in the loop
 # (python -m benchmarks.ab_lstm_loops, 2 threads).
 SPLIT_MIN_ROWS = 4
+# Bytes of panel weights one thread may read at every step. A row split reads the whole weight
+# each step (shared steps: its share of the columns), and the projection in the loop adds W_ih's
+# panels to W_hh's. Up to 8 MiB (H=512, I=512) both were as fast or faster; from 9 MiB slower:
+# at H=768, I=768 training took 1.07x the time, at H=1024, I=512 (24 MiB) 1.41x (python -m
+# benchmarks.ab_lstm_loops; 2 MiB of L2 per core, a shared L3).
+LOOP_WEIGHT_BYTES = 8 << 20
 
 
-def row_splits(batch_size: int, packed: Tensor | None) -> int:
-    """How many row splits the LSTM loops run side by side for a batch of batch_size rows and
-    a recurrent weight from :func:`gemm.pack`: every thread one split where the panel kernel runs
-    and each gets ``SPLIT_MIN_ROWS`` rows or more, else 1 (every step shared)."""
+def panel_bytes(*weights: Tensor | None) -> int:
+    return sum(w.numel() * w.element_size() for w in weights if w is not None)
+
+
+def row_splits(batch_size: int, packed: Tensor | None, ih_packed: Tensor | None = None) -> int:
+    """How many row splits the LSTM loops run side by side for a batch of batch_size rows, a
+    recurrent weight from :func:`gemm.pack` and, when the loop projects the input, W_ih's panels:
+    every thread one split where the panel kernel runs, each gets ``SPLIT_MIN_ROWS`` rows or more
+    and the panels fit ``LOOP_WEIGHT_BYTES``, else 1 (every step shared)."""
     threads = torch.get_num_threads()
     if packed is None or packed.dim() != 3 or threads < 2:
+        return 1
+    if panel_bytes(packed, ih_packed) > LOOP_WEIGHT_BYTES:
         return 1
     return threads if batch_size >= SPLIT_MIN_ROWS * threads else 1
 
 
-def projects_in_loop(packed: Tensor | None) -> bool:
+def projects_in_loop(packed: Tensor | None, w_ih: Tensor) -> bool:
     """Whether the C++ loop computes each step's input projection itself, x_t W_ih^T in the same
     panel-kernel GEMM as h_{t-1} W_hh^T, instead of one GEMM over all steps before the loop
     (whose (N, 4H) result is written out and read back): wherever the recurrent weight is in
-    panels (``packed``, from :func:`gemm.pack`), whatever the batch size, so that a row's
-    numbers do not depend on how many rows share its batch (one process or several under DDP
-    give the same weights). From 8 rows, whole training steps 1.00-1.27x; at 4 rows 0.91-1.03x
-    (``python -m benchmarks.ab_lstm_loops``)."""
-    return packed is not None and packed.dim() == 3
+    panels (``packed``, from :func:`gemm.pack`) and both weights fit ``LOOP_WEIGHT_BYTES``,
+    whatever the batch size, so that a row's numbers do not depend on how many rows share its
+    batch (one process or several under DDP give the same weights). From 8 rows, whole training
+    steps 1.00-1.27x; at 4 rows 0.91-1.03x (``python -m benchmarks.ab_lstm_loops``)."""
+    if packed is None or packed.dim() != 3:
+        return False
+    return panel_bytes(packed, w_ih) <= LOOP_WEIGHT_BYTES
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -120,7 +135,7 @@ class LSTMFunction(torch.autograd.Function):
             x_rows = x_rows.index_select(0, rows)  # (N, I)
         bias = None if b_ih is None else b_ih + b_hh
         H, packed = w_hh.shape[1], gemm.pack(w_hh, B)
-        if projects_in_loop(packed):  # xp: the biases alone; the loop projects x_rows
+        if projects_in_loop(packed, w_ih):  # xp: the biases alone; the loop projects x_rows
             xp = bias if bias is not None else x.new_zeros(4 * H)
             x_rows, ih_packed = x_rows.contiguous(), gemm.pack(w_ih, B)
         else:
@@ -133,7 +148,7 @@ class LSTMFunction(torch.autograd.Function):
         h_in = None if mask is None and rows is None else saved("lstm.h_in", (R, H), xp, keep)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, packed, peephole, mask, batch_sizes,
-            c_all, gates, h_in, keep, row_splits(B, packed),
+            c_all, gates, h_in, keep, row_splits(B, packed, ih_packed),
             x_rows if ih_packed is not None else None, ih_packed,
         )  # fmt: skip
         if keep:
