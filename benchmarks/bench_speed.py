@@ -13,10 +13,10 @@ against plain nn.LSTM; a padded batch with ``lengths=`` against the same batch a
 nn.GRU at T=256 and T=4096, with their error against a float64 step loop; and the peak RSS
 increase of a config-b LSTM training step.
 
-A plain ``rnnkit.LSTM`` trains with rnnkit's kernel on glibc's default heap and with torch.nn's
-on a heap that keeps freed memory (``--heap warm``; ``rnnkit.kernels.heap``), so the LSTM
-training cases add a row "rnnkit C++ kernel": the same layer always running rnnkit's own
-kernel, the one its variants and padded batches run.
+A plain ``rnnkit.LSTM`` trains with rnnkit's kernel from 4 rows on glibc's default heap, and on
+a heap that keeps freed memory (``--heap warm``; ``rnnkit.kernels.heap``) only where rnnkit's
+AVX-512 panel kernel is built, so the LSTM training cases add a row "rnnkit C++ kernel": the same
+layer always running rnnkit's own kernel, the one its variants and padded batches run.
 
 Every implementation of a case is measured in this one process, interleaved: after the warmup
 rounds, each round runs every implementation of the case once, and the order reverses between

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit
 from rnnkit import kernels
@@ -180,10 +181,11 @@ def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monke
 
 @pytest.mark.parametrize("options", [o for o in OPTIONS if not o.get("layer_norm")])
 def test_a_rows_outputs_do_not_depend_on_its_batch(options):
-    """Row splits and the projection in the loop depend on the batch size, but a row's
-    arithmetic does not: the first rows of a batch of 8 and the same rows alone (a batch of 3,
-    below SPLIT_MIN_ROWS per thread) give the same float32 outputs, to the bit. (This is what
-    keeps one process and two under DDP training the same weights.)"""
+    """Row splits depend on the batch size, but a row's arithmetic does not: the first rows of
+    a batch of 8 and the same rows alone (a batch of 3 or 4, below SPLIT_MIN_ROWS per thread)
+    give the same float32 outputs, to the bit. (This is what keeps one process and two under
+    DDP training the same weights, while each has at least LSTM.TRAIN_MIN_ROWS rows: below
+    that, plain training runs torch.nn's kernel.)"""
     torch.manual_seed(0)
     layer = rnnkit.LSTM(5, 24, **{**options, "recurrent_dropout": 0.0}).train()
     x = torch.randn(9, 8, 5)
@@ -192,7 +194,7 @@ def test_a_rows_outputs_do_not_depend_on_its_batch(options):
         alone, (h_alone, c_alone) = layer(x[:, :3], lengths=torch.full((3,), 9))
     assert torch.equal(whole[:, :3], alone)
     assert torch.equal(h_whole[:, :3], h_alone) and torch.equal(c_whole[:, :3], c_alone)
-    assert torch.equal(layer(x)[0][:, :3], layer(x[:, :3])[0])  # training (autograd on)
+    assert torch.equal(layer(x)[0][:, :4], layer(x[:, :4])[0])  # training (autograd on)
 
 
 def test_the_loop_rules(monkeypatch):
@@ -329,6 +331,36 @@ def test_fallback_without_kernels_gives_the_same_numbers(monkeypatch):
     assert_close(fused, fallback, 1e-12)
 
 
+@pytest.mark.parametrize("default_heap", [True, False])
+def test_which_kernel_plain_lstm_training_runs(default_heap, monkeypatch, calls):
+    """A plain LSTM trains with rnnkit's kernel from TRAIN_MIN_ROWS rows: on glibc's default heap
+    always, on a heap that keeps freed memory where the panel kernel applies (float32 on an
+    AVX-512 build; not float64). Below that many rows, and to infer, torch.nn's kernel. A
+    PackedSequence counts its first step's rows; a forced layer (``fused_beats_torch``) always
+    runs rnnkit's."""
+    monkeypatch.setattr(rnnkit.LSTM, "default_heap", default_heap)
+    layer = rnnkit.LSTM(5, 8, 2)
+    panels = gemm.panels_available(torch.zeros(1))
+
+    def runs_rnnkits(batch, dtype=torch.float32, grad=True, packed=False):
+        before = calls["lstm"]
+        x = torch.randn(3, batch, 5, dtype=dtype)
+        if packed:
+            x = pack_padded_sequence(x, torch.full((batch,), 3), enforce_sorted=False)
+        with torch.set_grad_enabled(grad):
+            layer.to(dtype)(x)
+        return calls["lstm"] - before == 2  # one call per layer, or none (torch.nn's)
+
+    assert rnnkit.LSTM.TRAIN_MIN_ROWS == 4
+    assert runs_rnnkits(4) == (default_heap or panels)
+    assert runs_rnnkits(4, packed=True) == (default_heap or panels)
+    assert runs_rnnkits(4, torch.float64) == default_heap
+    assert not runs_rnnkits(3) and not runs_rnnkits(3, packed=True)
+    assert not runs_rnnkits(8, grad=False)
+    layer.fused_beats_torch = ("train",)
+    assert runs_rnnkits(1)
+
+
 def test_backend_reports_each_kernel():
     report = rnnkit.backend()
     assert set(report) == {*kernels.KERNELS, "stream", "plain layers"}
@@ -341,12 +373,14 @@ def test_backend_reports_each_kernel():
     assert all(step in report[name] for name in kernels.KERNELS)
     assert report["stream"].startswith("C++ step of the whole stack")
     if glibc_default_heap():
-        lstm, heap = "LSTM: rnnkit's kernel to train, torch.nn's to infer", "glibc's default heap"
+        lstm = "from 4 rows (glibc's default heap)"
     else:
-        lstm, heap = "LSTM: torch.nn's to train and infer", "a heap that keeps freed memory"
+        lstm = "from 4 rows where its AVX-512 panel kernel is built"
+        lstm += " (a heap that keeps freed memory)"
     assert report["plain layers"] == (
-        f"RNN: rnnkit's kernel to train and infer; {lstm}; GRU: rnnkit's kernel to "
-        f"train and infer (rnnkit-only options and lengths=: rnnkit's; LSTM train for {heap})"
+        f"RNN: rnnkit's kernel to train and infer; LSTM: rnnkit's kernel to train {lstm}, else "
+        "torch.nn's; torch.nn's to infer; GRU: rnnkit's kernel to train and infer "
+        "(rnnkit-only options and lengths=: rnnkit's)"
     )
 
 

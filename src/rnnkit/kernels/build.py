@@ -107,7 +107,6 @@ def backend() -> dict[str, str]:
     from ..layers.torch_compat import GRU, LSTM, RNN
     from . import KERNELS
     from .gemm import PANEL_MAX_ROWS, panels_available
-    from .heap import glibc_default_heap
 
     report = {}
     big = "oneDNN" if onednn_available() else "ATen"
@@ -127,15 +126,6 @@ def backend() -> dict[str, str]:
         )
     else:
         report["stream"] = f"the layer's general path ({_failures.get('stream', 'not built')})"
-    plain = []
-    for cls in (RNN, LSTM, GRU):
-        ours = [mode for mode in ("train", "infer") if mode in cls.fused_beats_torch]
-        theirs = [mode for mode in ("train", "infer") if mode not in ours]
-        parts = [f"rnnkit's kernel to {' and '.join(ours)}"] if ours else []
-        parts += [f"torch.nn's to {' and '.join(theirs)}"] if theirs else []
-        plain.append(f"{cls.__name__}: {', '.join(parts)}")
-    heap = "glibc's default heap" if glibc_default_heap() else "a heap that keeps freed memory"
-    report["plain layers"] = (
-        "; ".join(plain) + f" (rnnkit-only options and lengths=: rnnkit's; LSTM train for {heap})"
-    )
+    plain = "; ".join(f"{cls.__name__}: {cls.kernel_choice()}" for cls in (RNN, LSTM, GRU))
+    report["plain layers"] = plain + " (rnnkit-only options and lengths=: rnnkit's)"
     return report

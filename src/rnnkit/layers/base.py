@@ -81,8 +81,9 @@ class RecurrentLayerMixin:
             for name in cell.parameter_shapes()
         }
 
-    def _torch_kernel_applies(self, input: Tensor) -> bool:
-        """True when torch.nn's own kernel computes exactly this layer (no rnnkit-only option)."""
+    def _torch_kernel_applies(self, input: Tensor, batch_size: int) -> bool:
+        """True when torch.nn's own kernel computes this layer (no rnnkit-only option) and is
+        the faster for this input, a batch of batch_size rows."""
         return False
 
     def _torch_kernel(self, input: Tensor, hx: Any) -> tuple[Tensor, Any]:
@@ -120,14 +121,15 @@ class RecurrentLayerMixin:
             dtype = self._parameter_dtype()
             check_packed_input(input, self._equations[0].input_size, owner, dtype)
             self._check_hx(hx, int(input.batch_sizes[0]), dtype)
-            if self._torch_kernel_applies(input.data):
+            if self._torch_kernel_applies(input.data, int(input.batch_sizes[0])):
                 return super().forward(input, hx)  # type: ignore[misc]
             return self._forward_packed(input, hx)
         dtype = self._parameter_dtype()
         check_sequence_input(input, self._equations[0].input_size, owner, self.batch_first, dtype)
         batch = None if input.dim() == 2 else input.shape[0 if self.batch_first else 1]
         self._check_hx(hx, batch, dtype)
-        use_torch_kernel = lengths is None and self._torch_kernel_applies(input)
+        rows = 1 if batch is None else batch
+        use_torch_kernel = lengths is None and self._torch_kernel_applies(input, rows)
         if use_torch_kernel and input.device.type != "cpu":
             return super().forward(input, hx)  # type: ignore[misc]  # keeps cuDNN's flattening
         unbatched = batch is None

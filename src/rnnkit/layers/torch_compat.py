@@ -26,6 +26,7 @@ from ..cells.elman import ElmanEquations
 from ..cells.gru import GRUEquations
 from ..cells.lstm import LSTMEquations
 from ..kernels import fused_available
+from ..kernels.gemm import panels_available
 from ..kernels.heap import glibc_default_heap
 from ..ops.validation import (
     check_nonlinearity,
@@ -60,12 +61,26 @@ class _TorchCompatible(RecurrentLayerMixin):
     # autograd, "infer": without), as measured by benchmarks/bench_speed.py; set per class.
     fused_beats_torch: tuple[str, ...] = ()
 
-    def _torch_kernel_applies(self, input: Tensor) -> bool:
+    def _fused_is_faster(self, mode: str, input: Tensor, batch_size: int) -> bool:
+        """Whether rnnkit's fused kernel beats torch.nn's for a plain call in ``mode`` on this
+        input (a batch of batch_size rows)."""
+        return mode in self.fused_beats_torch
+
+    @classmethod
+    def kernel_choice(cls) -> str:
+        """Which kernel plain calls of this layer run, for :func:`rnnkit.backend`."""
+        ours = [mode for mode in ("train", "infer") if mode in cls.fused_beats_torch]
+        theirs = [mode for mode in ("train", "infer") if mode not in ours]
+        parts = [f"rnnkit's kernel to {' and '.join(ours)}"] if ours else []
+        parts += [f"torch.nn's to {' and '.join(theirs)}"] if theirs else []
+        return ", ".join(parts)
+
+    def _torch_kernel_applies(self, input: Tensor, batch_size: int) -> bool:
         dropping_recurrent = self.training and self.recurrent_dropout > 0
         if reference_forced() or dropping_recurrent or self._rnnkit_only_options():
             return False
         mode = "train" if torch.is_grad_enabled() else "infer"
-        faster = mode in self.fused_beats_torch
+        faster = self._fused_is_faster(mode, input, batch_size)
         return not (faster and fused_available(self._equations[0], input))
 
     def _torch_kernel(self, input: Tensor, hx: Any) -> tuple[Tensor, Any]:
@@ -156,11 +171,33 @@ class LSTM(_TorchCompatible, nn.LSTM):
     ``forward(input, hx=None, *, lengths=None)``. Equations in :mod:`rnnkit.cells.lstm`.
     """
 
-    # Plain LSTM training follows the heap (rnnkit.kernels.heap): with glibc's default heap
-    # rnnkit's kernel is the faster (torch.nn's pays page faults for fresh buffers on every
-    # call); with a caching allocator or glibc keeping freed memory, the two tie and torch.nn's
-    # stays (benchmarks/bench_speed.py with and without --heap warm, benchmarks/heap_lstm.py).
-    fused_beats_torch: tuple[str, ...] = ("train",) if glibc_default_heap() else ()
+    # Plain LSTM training runs rnnkit's kernel from TRAIN_MIN_ROWS rows, where it is faster:
+    # with glibc's default heap (rnnkit.kernels.heap; torch.nn's pays page faults for fresh
+    # buffers on every call) 1.02-1.84x torch.nn's, and where rnnkit's panel kernel is built (an
+    # AVX-512 CPU) also on a heap that keeps freed memory, 0.99-1.24x. At 1 and 2 rows
+    # torch.nn's was faster on both heaps, 0.80-0.99x (python -m benchmarks.sweep_lstm_heap
+    # --heap default|warm). Without the panel kernel on a heap that keeps freed memory
+    # torch.nn's stays: rnnkit's loops would run oneDNN per step, about 0.9x (an estimate).
+    TRAIN_MIN_ROWS = 4
+    default_heap = glibc_default_heap()  # read once, at import
+
+    def _fused_is_faster(self, mode: str, input: Tensor, batch_size: int) -> bool:
+        if mode in self.fused_beats_torch:
+            return True
+        return (
+            mode == "train"
+            and batch_size >= self.TRAIN_MIN_ROWS
+            and (self.default_heap or panels_available(input))
+        )
+
+    @classmethod
+    def kernel_choice(cls) -> str:
+        heap = "glibc's default heap" if cls.default_heap else "a heap that keeps freed memory"
+        where = "" if cls.default_heap else " where its AVX-512 panel kernel is built"
+        return (
+            f"rnnkit's kernel to train from {cls.TRAIN_MIN_ROWS} rows{where} ({heap}), "
+            "else torch.nn's; torch.nn's to infer"
+        )
 
     def __init__(
         self,

@@ -1,0 +1,95 @@
+"""rnnkit's LSTM kernel against torch.nn's, training, across shapes, interleaved in one process:
+the measurement behind which kernel a plain ``rnnkit.LSTM`` trains with on each heap
+(``rnnkit.layers.torch_compat.LSTM``, ``rnnkit.kernels.heap``).
+
+    python -m benchmarks.sweep_lstm_heap [--heap warm|default] [--repeats 7] [--quick]
+
+For each shape (batch B, steps T, input I, hidden H, layers L, directions D) it times a whole
+training step (forward, ``sum().backward()``) of an ``rnnkit.LSTM`` on its own kernel and of
+``torch.nn.LSTM`` with the same weights, interleaved (ABBA rounds, median), and prints
+torch.nn's time / rnnkit's (above 1: rnnkit's kernel is faster) and whether the recurrent GEMM
+runs on rnnkit's panel kernel at that batch size (``rnnkit.kernels.gemm.pack``). ``--heap warm``
+reruns the script with glibc keeping freed memory (``bench_speed.WARM_HEAP``), as ``bench_speed``
+does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from benchmarks.bench_speed import WARM_HEAP, Shape, layer_pair, own_kernel, train_step
+from benchmarks.common import interleaved_medians, machine_description
+from rnnkit.kernels import gemm
+
+SHAPES = [  # (shape, bidirectional): batch sizes at H=256, hidden sizes at B=32, stacks
+    *((Shape(B=b, T=128, I=128, H=256), False) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256)),
+    *((Shape(B=32, T=128, I=h // 2, H=h), False) for h in (64, 128, 512, 768, 1024)),
+    (Shape(B=64, T=64, I=512, H=1024), False),
+    (Shape(B=16, T=32, I=16, H=32), False),  # tiny: per-call overhead
+    (Shape(B=32, T=128, I=128, H=256), True),
+    (Shape(B=8, T=128, I=128, H=256), True),
+    (Shape(B=32, T=100, I=64, H=512, L=2), False),  # the packaged Tiny Shakespeare run
+    (Shape(B=64, T=256, I=256, H=512, L=2), False),  # bench_speed's config b
+    (Shape(B=16, T=64, I=300, H=128, L=2), True),  # a tagger's BiLSTM
+]
+QUICK = [(Shape(B=8, T=6, I=5, H=16, L=2), True)]
+
+
+def uses_panels(batch_size: int) -> bool:
+    """Whether the LSTM loops get the panel kernel's weight at this batch size."""
+    return batch_size <= gemm.PANEL_MAX_ROWS and gemm.panels_available(torch.zeros(1))
+
+
+def measure(s: Shape, bidirectional: bool, repeats: int) -> tuple[float, float]:
+    """(rnnkit's kernel, torch.nn) median seconds of a training step."""
+    kind = "bilstm" if bidirectional else "lstm"
+    ours, theirs = layer_pair(kind, s)
+    x = torch.randn(s.T, s.B, s.I)
+    seconds = interleaved_medians(
+        {"rnnkit": train_step(own_kernel(ours), x), "torch.nn": train_step(theirs, x)}, repeats
+    )
+    return seconds["rnnkit"], seconds["torch.nn"]
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.sweep_lstm_heap", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--heap", choices=("default", "warm"), default="warm")
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds per shape")
+    parser.add_argument("--quick", action="store_true", help="one tiny shape: a smoke test")
+    args = parser.parse_args(argv)
+    warm = all(os.environ.get(k) == v for k, v in WARM_HEAP.items())
+    if (args.heap == "warm") != warm:  # glibc reads its settings once, at start-up
+        env = {**os.environ, **WARM_HEAP}
+        if args.heap == "default":
+            env = {k: v for k, v in os.environ.items() if k not in WARM_HEAP}
+        command = [sys.executable, "-m", "benchmarks.sweep_lstm_heap", *(argv or sys.argv[1:])]
+        subprocess.run(command, env=env, check=True)
+        return []
+    print(machine_description())
+    print(f"heap: {args.heap}; training step (forward + sum().backward()), median of "
+          f"{args.repeats} interleaved rounds; ratio = torch.nn ms / rnnkit ms")  # fmt: skip
+    print(f"{'B':>4} {'T':>4} {'I':>5} {'H':>5} {'L':>2} {'D':>2} {'panels':>6} "
+          f"{'rnnkit ms':>10} {'torch.nn ms':>12} {'ratio':>6}")  # fmt: skip
+    rows = []
+    for s, bidirectional in QUICK if args.quick else SHAPES:
+        ours, theirs = measure(s, bidirectional, args.repeats)
+        panels = uses_panels(s.B)
+        D = 2 if bidirectional else 1
+        shape = f"{s.B:>4} {s.T:>4} {s.I:>5} {s.H:>5} {s.L:>2} {D:>2}"
+        times = f"{ours * 1e3:>10.2f} {theirs * 1e3:>12.2f} {theirs / ours:>5.2f}x"
+        print(f"{shape} {'yes' if panels else 'no':>6} {times}", flush=True)
+        rows.append({"shape": s, "bidirectional": bidirectional, "panels": panels,
+                     "rnnkit": ours, "torch.nn": theirs})  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    main()
