@@ -192,9 +192,12 @@ LAYER_KINDS = {
 }
 
 
-def layer_pair(kind: str, s: Shape, **ours_options: Any) -> tuple[nn.Module, nn.Module]:
+def layer_pair(
+    kind: str, s: Shape, bidirectional: bool = False, **ours_options: Any
+) -> tuple[nn.Module, nn.Module]:
     """(rnnkit layer, torch.nn layer) of one shape with the same weights."""
     _, torch_cls, ours_cls, kwargs = LAYER_KINDS[kind]
+    kwargs = {**kwargs, "bidirectional": True} if bidirectional else kwargs
     torch.manual_seed(0)
     theirs = torch_cls(s.I, s.H, s.L, **kwargs)
     ours = ours_cls(s.I, s.H, s.L, **kwargs, **ours_options)

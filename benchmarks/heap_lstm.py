@@ -1,7 +1,7 @@
 """How the process heap moves an LSTM training step: rnnkit's C++ kernel and torch.nn's, each
 alone in fresh processes, with glibc's default heap and with one that keeps freed memory. (A
 plain rnnkit.LSTM trains with the kernel that is faster for the process's heap,
-``rnnkit.kernels.heap``; this and ``benchmarks.sweep_lstm_heap``, across shapes, are the
+``rnnkit.kernels.heap``; this and ``benchmarks.sweep_kernels``, across shapes, are the
 measurements behind that choice.)
 
     python -m benchmarks.heap_lstm [--case a|b|bilstm-a] [--runs 3] [--steps 9]

@@ -175,7 +175,7 @@ class LSTM(_TorchCompatible, nn.LSTM):
     # with glibc's default heap (rnnkit.kernels.heap; torch.nn's pays page faults for fresh
     # buffers on every call) 1.02-1.84x torch.nn's, and where rnnkit's panel kernel is built (an
     # AVX-512 CPU) also on a heap that keeps freed memory, 0.99-1.24x. At 1 and 2 rows
-    # torch.nn's was faster on both heaps, 0.80-0.99x (python -m benchmarks.sweep_lstm_heap
+    # torch.nn's was faster on both heaps, 0.80-0.99x (python -m benchmarks.sweep_kernels
     # --heap default|warm). Without the panel kernel on a heap that keeps freed memory
     # torch.nn's stays: rnnkit's loops would run oneDNN per step, about 0.9x (an estimate).
     TRAIN_MIN_ROWS = 4

@@ -1,29 +1,32 @@
-"""rnnkit's LSTM kernel against torch.nn's, training, across shapes, interleaved in one process:
-the measurement behind which kernel a plain ``rnnkit.LSTM`` trains with on each heap
-(``rnnkit.layers.torch_compat.LSTM``, ``rnnkit.kernels.heap``).
+"""rnnkit's fused kernels against torch.nn's, across shapes, interleaved in one process: the
+measurement behind which kernel a plain ``rnnkit.LSTM``, ``GRU`` or ``RNN`` runs for each call
+(``rnnkit.layers.torch_compat``; for the LSTM also ``rnnkit.kernels.heap``).
 
-    python -m benchmarks.sweep_lstm_heap [--heap warm|default] [--repeats 7] [--quick]
+    python -m benchmarks.sweep_kernels [--kind lstm|gru|rnn_tanh|rnn_relu] [--mode train|infer]
+                                       [--heap warm|default] [--repeats 7] [--quick]
 
-For each shape (batch B, steps T, input I, hidden H, layers L, directions D) it times a whole
-training step (forward, ``sum().backward()``) of an ``rnnkit.LSTM`` on its own kernel and of
-``torch.nn.LSTM`` with the same weights, interleaved (ABBA rounds, median), and prints
-torch.nn's time / rnnkit's (above 1: rnnkit's kernel is faster) and whether the recurrent GEMM
-runs on rnnkit's panel kernel at that batch size (``rnnkit.kernels.gemm.pack``). ``--heap warm``
-reruns the script with glibc keeping freed memory (``bench_speed.WARM_HEAP``), as ``bench_speed``
-does.
+For each shape (batch B, steps T, input I, hidden H, layers L, directions D) it times a call of
+the rnnkit layer forced onto its own C++ kernel and of the torch.nn layer with the same weights,
+interleaved (ABBA rounds, median): a whole training step (forward, ``sum().backward()``) or a
+forward without autograd. It prints torch.nn's time / rnnkit's (above 1: rnnkit's kernel is
+faster) and whether the recurrent GEMM runs on rnnkit's panel kernel at that batch size
+(``rnnkit.kernels.gemm.pack``). ``--heap warm`` (the default) reruns the script with glibc
+keeping freed memory (``bench_speed.WARM_HEAP``), as ``bench_speed`` does.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
-from benchmarks.bench_speed import WARM_HEAP, Shape, layer_pair, own_kernel, train_step
+from benchmarks.bench_speed import WARM_HEAP, Shape, inference, layer_pair, train_step
 from benchmarks.common import interleaved_medians, machine_description
 from rnnkit.kernels import gemm
 
@@ -42,25 +45,37 @@ QUICK = [(Shape(B=8, T=6, I=5, H=16, L=2), True)]
 
 
 def uses_panels(batch_size: int) -> bool:
-    """Whether the LSTM loops get the panel kernel's weight at this batch size."""
+    """Whether the loops get the panel kernel's weight at this batch size."""
     return batch_size <= gemm.PANEL_MAX_ROWS and gemm.panels_available(torch.zeros(1))
 
 
-def measure(s: Shape, bidirectional: bool, repeats: int) -> tuple[float, float]:
-    """(rnnkit's kernel, torch.nn) median seconds of a training step."""
-    kind = "bilstm" if bidirectional else "lstm"
-    ours, theirs = layer_pair(kind, s)
+def forced(layer: nn.Module) -> nn.Module:
+    """A copy of an rnnkit layer that runs rnnkit's C++ kernel for every plain call."""
+    own = copy.deepcopy(layer)
+    own.fused_beats_torch = ("train", "infer")
+    return own
+
+
+def measure(kind: str, s: Shape, bidirectional: bool, mode: str, repeats: int):
+    """(rnnkit's kernel, torch.nn) median seconds of a call."""
+    ours, theirs = layer_pair(kind, s, bidirectional)
     x = torch.randn(s.T, s.B, s.I)
+    make = train_step if mode == "train" else inference
+    if mode == "infer":
+        ours.eval()
+        theirs.eval()
     seconds = interleaved_medians(
-        {"rnnkit": train_step(own_kernel(ours), x), "torch.nn": train_step(theirs, x)}, repeats
+        {"rnnkit": make(forced(ours), x), "torch.nn": make(theirs, x)}, repeats
     )
     return seconds["rnnkit"], seconds["torch.nn"]
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.sweep_lstm_heap", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.sweep_kernels", description=__doc__.splitlines()[0]
     )
+    parser.add_argument("--kind", choices=("lstm", "gru", "rnn_tanh", "rnn_relu"), default="lstm")
+    parser.add_argument("--mode", choices=("train", "infer"), default="train")
     parser.add_argument("--heap", choices=("default", "warm"), default="warm")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per shape")
     parser.add_argument("--quick", action="store_true", help="one tiny shape: a smoke test")
@@ -70,17 +85,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
         env = {**os.environ, **WARM_HEAP}
         if args.heap == "default":
             env = {k: v for k, v in os.environ.items() if k not in WARM_HEAP}
-        command = [sys.executable, "-m", "benchmarks.sweep_lstm_heap", *(argv or sys.argv[1:])]
+        command = [sys.executable, "-m", "benchmarks.sweep_kernels", *(argv or sys.argv[1:])]
         subprocess.run(command, env=env, check=True)
         return []
+    what = "training step (forward + sum().backward())" if args.mode == "train" else "inference"
     print(machine_description())
-    print(f"heap: {args.heap}; training step (forward + sum().backward()), median of "
-          f"{args.repeats} interleaved rounds; ratio = torch.nn ms / rnnkit ms")  # fmt: skip
+    print(f"{args.kind} {what}; heap: {args.heap}; median of {args.repeats} interleaved rounds; "
+          "ratio = torch.nn ms / rnnkit ms")  # fmt: skip
     print(f"{'B':>4} {'T':>4} {'I':>5} {'H':>5} {'L':>2} {'D':>2} {'panels':>6} "
           f"{'rnnkit ms':>10} {'torch.nn ms':>12} {'ratio':>6}")  # fmt: skip
     rows = []
     for s, bidirectional in QUICK if args.quick else SHAPES:
-        ours, theirs = measure(s, bidirectional, args.repeats)
+        ours, theirs = measure(args.kind, s, bidirectional, args.mode, args.repeats)
         panels = uses_panels(s.B)
         D = 2 if bidirectional else 1
         shape = f"{s.B:>4} {s.T:>4} {s.I:>5} {s.H:>5} {s.L:>2} {D:>2}"
