@@ -26,22 +26,22 @@ def stream_step(layer: Any, x_t: Tensor, hx: Any, time_dim: int = -1) -> tuple[T
     y_t keeps that dimension."""
     if torch.is_grad_enabled() or not isinstance(x_t, Tensor):
         return None
-    kind = _stream_kind(layer._equations[0])
-    if kind is None or layer.bidirectional:
-        return None
     if layer.training and (layer.dropout > 0 or layer.recurrent_dropout > 0):
         return None  # dropout still applies without autograd; the general path draws it
     if x_t.dim() != (2 if time_dim < 0 else 3) or (time_dim >= 0 and x_t.shape[time_dim] != 1):
         return None  # not one step: no Stepper is built or looked up
-    stepper = _stepper(layer, kind, x_t.shape[1 if time_dim == 0 else 0])
-    if stepper is None:
+    found = _stepper(layer, x_t.shape[1 if time_dim == 0 else 0])
+    if found is None:
         return None
+    stepper, kind = found
     if kind == "gru":
         return stepper.gru(x_t, hx, time_dim) if hx is None or isinstance(hx, Tensor) else None
     if hx is None:
         return stepper.lstm(x_t, None, None, time_dim)
-    if isinstance(hx, tuple) and len(hx) == 2 and all(isinstance(s, Tensor) for s in hx):
-        return stepper.lstm(x_t, *hx, time_dim)
+    if isinstance(hx, tuple) and len(hx) == 2:
+        h, c = hx
+        if isinstance(h, Tensor) and isinstance(c, Tensor):
+            return stepper.lstm(x_t, h, c, time_dim)
     return None
 
 
@@ -55,20 +55,28 @@ def _stream_kind(cell: Any) -> str | None:
     return None
 
 
-# layer -> (parameter ids, Stepper); outside the module, so copying or pickling a layer never
-# meets it.
-_steppers: weakref.WeakKeyDictionary[Any, tuple[list[int], Any]] = weakref.WeakKeyDictionary()
+# layer -> (parameter ids, Stepper, kind); outside the module, so copying or pickling a layer
+# never meets it.
+_steppers: weakref.WeakKeyDictionary[Any, tuple[list[int], Any, str]] = weakref.WeakKeyDictionary()
 
 
-def _stepper(layer: Any, kind: str, batch_size: int) -> Any:
-    """The layer's C++ Stepper for this batch size, rebuilt when a parameter changes; None
-    without the extension, off the CPU, or for parameters of a dtype it lacks."""
-    ids = list(map(id, layer._parameters.values()))
+def _stepper(layer: Any, batch_size: int) -> tuple[Any, str] | None:
+    """(the layer's C++ Stepper for this batch size, "lstm" or "gru"), rebuilt when a parameter
+    changes; None for a layer it does not run (an option it lacks, bidirectional), without the
+    extension, off the CPU, or for parameters of a dtype it lacks. The cached one is checked
+    first: the common case costs a lookup and three comparisons."""
     cached = _steppers.get(layer)
-    if cached is not None and cached[0] == ids:
-        stepper = cached[1]
-        if stepper.batch_size() == batch_size and stepper.fresh():
-            return stepper
+    if cached is not None:
+        ids, stepper, kind = cached
+        if (
+            ids == list(map(id, layer._parameters.values()))
+            and stepper.batch_size() == batch_size
+            and stepper.fresh()
+        ):
+            return stepper, kind
+    kind = _stream_kind(layer._equations[0])
+    if kind is None or layer.bidirectional:
+        return None
     weight = layer.weight_ih_l0
     if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
         return None
@@ -91,5 +99,5 @@ def _stepper(layer: Any, kind: str, batch_size: int) -> Any:
     stepper = ext.Stepper(
         kind == "lstm", batch_size, watched, w_ih, w_hh, b_x, b_h, packed_ih, packed_hh
     )
-    _steppers[layer] = (ids, stepper)
-    return stepper
+    _steppers[layer] = (list(map(id, watched)), stepper, kind)
+    return stepper, kind
