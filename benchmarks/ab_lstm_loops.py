@@ -94,10 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         layer = own_kernel(rnnkit.LSTM(I, H, layers, bidirectional=bidirectional))
         x = torch.randn(T, B, I, generator=g)
         lengths = torch.randint(T // 4, T + 1, (B,), generator=g)
-        packed, w_ih = gemm.pack(layer.weight_hh_l0, B), layer.weight_ih_l0
-        project = lstm_kernel.projects_in_loop(packed, w_ih)
-        ih_packed = gemm.pack(w_ih, B) if project else None
-        chosen = (lstm_kernel.row_splits(B, packed, ih_packed) > 1, project)
+        _, ih_packed, splits = lstm_kernel.loop_plan(B, layer.weight_hh_l0, layer.weight_ih_l0)
+        chosen = (splits > 1, ih_packed is not None)
         check = functools.partial(outputs, layer, x, lengths)
         reference, *others = [variant(*c, check)() for c in combos]
         for c, other in zip(combos[1:], others, strict=True):

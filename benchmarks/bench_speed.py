@@ -67,7 +67,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit
-from benchmarks.common import OtherLoad, cpu_model, interleaved_times
+from benchmarks.common import WARM_HEAP, OtherLoad, cpu_model, interleaved_times, rerun_on_heap
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,6 @@ QUICK_MIN_RNN_T = (32,)
 GEMM_SHAPE = (1024, 512, 2048)  # M, K, N: an input-projection GEMM of an LSTM (T*B, I, 4H)
 DEFAULT_REPEATS, QUICK_REPEATS = 7, 2
 DEFAULT_WARMUP, QUICK_WARMUP = 2, 1
-WARM_HEAP = {"MALLOC_MMAP_THRESHOLD_": str(1 << 40), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 OTHER_LOAD_WARNING = 0.25  # cores busy with other processes above which the header warns
 MEMORY_RUNS = 3  # subprocesses per implementation for the peak-memory rows (median)
 
@@ -208,11 +207,11 @@ def layer_pair(
 OWN_KERNEL = "rnnkit C++ kernel"  # an LSTM made to run rnnkit's kernel where it runs torch's
 
 
-def own_kernel(layer: nn.Module) -> nn.Module:
-    """A copy of an rnnkit layer that trains with rnnkit's C++ kernel even where the layer's
-    dispatch picks torch.nn's (plain LSTM training)."""
+def own_kernel(layer: nn.Module, modes: tuple[str, ...] = ("train",)) -> nn.Module:
+    """A copy of an rnnkit layer that runs rnnkit's C++ kernel in ``modes`` ("train", "infer")
+    even where the layer's dispatch picks torch.nn's (plain LSTM training)."""
     own = copy.deepcopy(layer)
-    own.fused_beats_torch = ("train",)
+    own.fused_beats_torch = modes
     return own
 
 
@@ -870,10 +869,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Run the suite, print its table, and return its rows (one dict per row)."""
     args = parse_args(argv)
-    if args.heap == "warm" and any(os.environ.get(k) != v for k, v in WARM_HEAP.items()):
-        # glibc reads these once, at start-up: run the suite again in a process that has them
-        command = [sys.executable, "-m", "benchmarks.bench_speed", *(argv or sys.argv[1:])]
-        subprocess.run(command, env={**os.environ, **WARM_HEAP}, check=True)
+    if rerun_on_heap("benchmarks.bench_speed", args.heap, argv):
         return []
     if args.list_cases:
         print("\n".join(f"{case.id:<30} {case.configuration}" for case in args.selected))

@@ -7,8 +7,10 @@ import importlib
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -38,6 +40,26 @@ def package_version(name: str) -> str | None:
     except Exception:  # an optional package may fail to import in many ways
         return None
     return str(getattr(module, "__version__", "unknown"))
+
+
+# glibc told to keep freed memory (the steady state of a caching allocator): --heap warm
+WARM_HEAP = {"MALLOC_MMAP_THRESHOLD_": str(1 << 40), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+
+
+def rerun_on_heap(module: str, heap: str, argv: Sequence[str] | None) -> bool:
+    """If this process does not run ``heap`` ("warm": ``WARM_HEAP`` set; "default": neither
+    variable set), run ``python -m module`` with the same arguments in a process that does and
+    return True (its output is the run's); else False. glibc reads these once, at start-up."""
+    warm = all(os.environ.get(k) == v for k, v in WARM_HEAP.items())
+    plain = not any(k in os.environ for k in WARM_HEAP)
+    if warm if heap == "warm" else plain:
+        return False
+    env = {k: v for k, v in os.environ.items() if k not in WARM_HEAP}
+    if heap == "warm":
+        env.update(WARM_HEAP)
+    args = sys.argv[1:] if argv is None else list(argv)
+    subprocess.run([sys.executable, "-m", module, *args], env=env, check=True)
+    return True
 
 
 def interleaved_times(

@@ -17,17 +17,12 @@ keeping freed memory (``bench_speed.WARM_HEAP``), as ``bench_speed`` does.
 from __future__ import annotations
 
 import argparse
-import copy
-import os
-import subprocess
-import sys
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
-from benchmarks.bench_speed import WARM_HEAP, Shape, inference, layer_pair, train_step
-from benchmarks.common import interleaved_medians, machine_description
+from benchmarks.bench_speed import Shape, inference, layer_pair, own_kernel, train_step
+from benchmarks.common import interleaved_medians, machine_description, rerun_on_heap
 from rnnkit.kernels import gemm
 
 SHAPES = [  # (shape, bidirectional): batch sizes at H=256, hidden sizes at B=32, stacks
@@ -49,14 +44,9 @@ def uses_panels(batch_size: int) -> bool:
     return batch_size <= gemm.PANEL_MAX_ROWS and gemm.panels_available(torch.zeros(1))
 
 
-def forced(layer: nn.Module) -> nn.Module:
-    """A copy of an rnnkit layer that runs rnnkit's C++ kernel for every plain call."""
-    own = copy.deepcopy(layer)
-    own.fused_beats_torch = ("train", "infer")
-    return own
-
-
-def measure(kind: str, s: Shape, bidirectional: bool, mode: str, repeats: int):
+def measure(
+    kind: str, s: Shape, bidirectional: bool, mode: str, repeats: int
+) -> tuple[float, float]:
     """(rnnkit's kernel, torch.nn) median seconds of a call."""
     ours, theirs = layer_pair(kind, s, bidirectional)
     x = torch.randn(s.T, s.B, s.I)
@@ -65,7 +55,8 @@ def measure(kind: str, s: Shape, bidirectional: bool, mode: str, repeats: int):
         ours.eval()
         theirs.eval()
     seconds = interleaved_medians(
-        {"rnnkit": make(forced(ours), x), "torch.nn": make(theirs, x)}, repeats
+        {"rnnkit": make(own_kernel(ours, ("train", "infer")), x), "torch.nn": make(theirs, x)},
+        repeats,
     )
     return seconds["rnnkit"], seconds["torch.nn"]
 
@@ -80,13 +71,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per shape")
     parser.add_argument("--quick", action="store_true", help="one tiny shape: a smoke test")
     args = parser.parse_args(argv)
-    warm = all(os.environ.get(k) == v for k, v in WARM_HEAP.items())
-    if (args.heap == "warm") != warm:  # glibc reads its settings once, at start-up
-        env = {**os.environ, **WARM_HEAP}
-        if args.heap == "default":
-            env = {k: v for k, v in os.environ.items() if k not in WARM_HEAP}
-        command = [sys.executable, "-m", "benchmarks.sweep_kernels", *(argv or sys.argv[1:])]
-        subprocess.run(command, env=env, check=True)
+    if rerun_on_heap("benchmarks.sweep_kernels", args.heap, argv):
         return []
     what = "training step (forward + sum().backward())" if args.mode == "train" else "inference"
     print(machine_description())

@@ -14,7 +14,6 @@ from rnnkit.kernels import gemm
 from rnnkit.kernels import lstm as lstm_kernel
 from rnnkit.kernels import lstm_ln as lstm_ln_kernel
 from rnnkit.kernels.build import load_extension
-from rnnkit.kernels.heap import glibc_default_heap
 from tests.helpers import assert_close
 
 OPTIONS = [
@@ -180,7 +179,7 @@ def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monke
 
 
 @pytest.mark.parametrize("options", [o for o in OPTIONS if not o.get("layer_norm")])
-def test_a_rows_outputs_do_not_depend_on_its_batch(options):
+def test_a_rows_outputs_do_not_depend_on_its_batch(options, calls):
     """Row splits depend on the batch size, but a row's arithmetic does not: the first rows of
     a batch of 8 and the same rows alone (a batch of 3 or 4, below SPLIT_MIN_ROWS per thread)
     give the same float32 outputs, to the bit. (This is what keeps one process and two under
@@ -194,7 +193,9 @@ def test_a_rows_outputs_do_not_depend_on_its_batch(options):
         alone, (h_alone, c_alone) = layer(x[:, :3], lengths=torch.full((3,), 9))
     assert torch.equal(whole[:, :3], alone)
     assert torch.equal(h_whole[:, :3], h_alone) and torch.equal(c_whole[:, :3], c_alone)
+    layer.fused_beats_torch = ("train",)  # rnnkit's kernel for the plain LSTM on any heap
     assert torch.equal(layer(x)[0][:, :4], layer(x[:, :4])[0])  # training (autograd on)
+    assert calls["lstm"] == 4
 
 
 def test_the_loop_rules(monkeypatch):
@@ -203,27 +204,31 @@ def test_the_loop_rules(monkeypatch):
     LOOP_WEIGHT_BYTES, else one (every step shared). Projection in the loop: wherever the panel
     kernel runs and both weights fit LOOP_WEIGHT_BYTES, at any batch size."""
     w_hh, w_ih = torch.randn(32, 8), torch.randn(32, 5)
-    panels, ih_panels = gemm.pack(w_hh, 8), gemm.pack(w_ih, 8)
+    panels = gemm.pack(w_hh, 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     if panels is None or panels.dim() != 3:  # no AVX-512 build: neither
         assert lstm_kernel.row_splits(64, panels) == 1
         assert not lstm_kernel.projects_in_loop(panels, w_ih)
+        assert lstm_kernel.loop_plan(64, w_hh, w_ih)[1:] == (None, 1)
         return
-    assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS, panels, ih_panels) == 2
+    assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS, panels, w_ih) == 2
     assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS - 1, panels) == 1
     assert lstm_kernel.row_splits(64, torch.randn(32, 8)) == 1  # a oneDNN-packed or plain weight
     assert lstm_kernel.projects_in_loop(panels, w_ih)
     assert not lstm_kernel.projects_in_loop(torch.randn(32, 8), w_ih)
     assert not lstm_kernel.projects_in_loop(None, w_ih)
-    size = lstm_kernel.panel_bytes(panels, ih_panels)
-    assert size == 4 * (panels.numel() + ih_panels.numel()) >= 4 * 32 * (8 + 5)
+    size = lstm_kernel.weight_bytes(panels, w_ih)
+    assert size == 4 * (panels.numel() + w_ih.numel()) >= 4 * 32 * (8 + 5)
     monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", size)  # both fit, just
     assert lstm_kernel.projects_in_loop(panels, w_ih)
-    assert lstm_kernel.row_splits(64, panels, ih_panels) == 2
+    assert lstm_kernel.row_splits(64, panels, w_ih) == 2
+    packed, ih_packed, splits = lstm_kernel.loop_plan(64, w_hh, w_ih)
+    assert torch.equal(packed, panels) and ih_packed.dim() == 3 and splits == 2
     monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", size - 1)  # W_hh's alone fit
     assert not lstm_kernel.projects_in_loop(panels, w_ih)
-    assert lstm_kernel.row_splits(64, panels, ih_panels) == 1
+    assert lstm_kernel.row_splits(64, panels, w_ih) == 1
     assert lstm_kernel.row_splits(64, panels) == 2
+    assert lstm_kernel.loop_plan(64, w_hh, w_ih)[1:] == (None, 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert lstm_kernel.row_splits(64, panels) == 1
 
@@ -357,6 +362,9 @@ def test_which_kernel_plain_lstm_training_runs(default_heap, monkeypatch, calls)
     assert runs_rnnkits(4, torch.float64) == default_heap
     assert not runs_rnnkits(3) and not runs_rnnkits(3, packed=True)
     assert not runs_rnnkits(8, grad=False)
+    before = calls["lstm"]
+    layer.float()(torch.randn(3, 5))  # unbatched: one row
+    assert calls["lstm"] == before
     layer.fused_beats_torch = ("train",)
     assert runs_rnnkits(1)
 
@@ -372,15 +380,16 @@ def test_backend_reports_each_kernel():
         step = f"recurrent GEMM: {'oneDNN' if gemm.use_onednn(torch.empty(1)) else 'ATen'};"
     assert all(step in report[name] for name in kernels.KERNELS)
     assert report["stream"].startswith("C++ step of the whole stack")
-    if glibc_default_heap():
-        lstm = "from 4 rows (glibc's default heap)"
+    ours = "rnnkit's kernel to train from 4 rows ({}), else torch.nn's; torch.nn's to infer"
+    if rnnkit.LSTM.default_heap:
+        lstm = ours.format("glibc's default heap")
+    elif gemm.panels_available(torch.zeros(1)):
+        lstm = ours.format("a heap that keeps freed memory, rnnkit's AVX-512 panel kernel built")
     else:
-        lstm = "from 4 rows where its AVX-512 panel kernel is built"
-        lstm += " (a heap that keeps freed memory)"
+        lstm = "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
     assert report["plain layers"] == (
-        f"RNN: rnnkit's kernel to train and infer; LSTM: rnnkit's kernel to train {lstm}, else "
-        "torch.nn's; torch.nn's to infer; GRU: rnnkit's kernel to train and infer "
-        "(rnnkit-only options and lengths=: rnnkit's)"
+        f"RNN: rnnkit's kernel to train and infer; LSTM: {lstm}; GRU: rnnkit's kernel to train "
+        "and infer (rnnkit-only options and lengths=: rnnkit's)"
     )
 
 

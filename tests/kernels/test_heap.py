@@ -52,7 +52,7 @@ def test_other_platforms_are_not_glibc(linux_glibc):
     assert not heap.glibc_default_heap()
 
 
-def lstm_dispatch_in_a_fresh_process(**env: str) -> str:
+def lstm_heap_in_a_fresh_process(**env: str) -> str:
     changes_malloc = (*heap.GLIBC_MALLOC_VARIABLES, "LD_PRELOAD", "GLIBC_TUNABLES")
     base = {k: v for k, v in os.environ.items() if k not in changes_malloc}
     code = "import rnnkit; print(rnnkit.LSTM.default_heap)"
@@ -63,11 +63,11 @@ def lstm_dispatch_in_a_fresh_process(**env: str) -> str:
     return result.stdout.strip()
 
 
-def test_the_lstm_reads_the_heap_once_at_import():
+def test_the_lstm_reads_the_heap_of_a_fresh_process():
     """In fresh processes: a default glibc heap, then one that keeps freed memory; off glibc,
     where no heap is recognised, never the default one. (Which kernel each heap trains with:
     tests/kernels/test_fused_lstm.py.)"""
     on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert lstm_dispatch_in_a_fresh_process() == str(on_glibc)
-    kept = lstm_dispatch_in_a_fresh_process(MALLOC_MMAP_THRESHOLD_="1099511627776")
+    assert lstm_heap_in_a_fresh_process() == str(on_glibc)
+    kept = lstm_heap_in_a_fresh_process(MALLOC_MMAP_THRESHOLD_="1099511627776")
     assert kept == "False"

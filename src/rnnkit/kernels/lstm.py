@@ -1,6 +1,7 @@
 """Fused LSTM direction: the C++ time loop and hand-written BPTT, the input projection inside
 each step's GEMM (or one GEMM over all steps before the loop where the panel kernel is not
-built), and the weight gradients as one GEMM each over all time steps."""
+built or the weights exceed ``LOOP_WEIGHT_BYTES``), and the weight gradients as one GEMM each
+over all time steps."""
 
 from __future__ import annotations
 
@@ -78,27 +79,30 @@ def weight_gradients(
 # 1.13-1.16x faster, with 2 rows 0.87-1.08x, and 0.80-0.92x with the projection in the loop
 # (python -m benchmarks.ab_lstm_loops, 2 threads).
 SPLIT_MIN_ROWS = 4
-# Bytes of panel weights one thread may read at every step. A row split reads the whole weight
-# each step (shared steps: its share of the columns), and the projection in the loop adds W_ih's
-# panels to W_hh's. Up to 8 MiB (H=512, I=512) both were as fast or faster; from 9 MiB slower:
-# at H=768, I=768 training took 1.07x the time, at H=1024, I=512 (24 MiB) 1.41x (python -m
+# Bytes of weights the LSTM loops may read at every step for row splits or the projection in
+# the loop: W_hh's panels, plus W_ih when the loop projects the input (a row split reads all of
+# them each step, shared steps their share of the columns). Up to 8 MiB (H=512, I=512) both
+# were as fast or faster; beyond, slower: split steps projecting in the loop took 1.11x the time
+# of shared steps projecting before it at H=768, I=768 (18 MiB) and 1.20x at H=1024, I=512
+# (24 MiB) in training, warm heap (1.15x and 1.17x with the default heap; python -m
 # benchmarks.ab_lstm_loops; 2 MiB of L2 per core, a shared L3).
 LOOP_WEIGHT_BYTES = 8 << 20
 
 
-def panel_bytes(*weights: Tensor | None) -> int:
+def weight_bytes(*weights: Tensor | None) -> int:
+    """Bytes the given tensors hold (None holds none)."""
     return sum(w.numel() * w.element_size() for w in weights if w is not None)
 
 
-def row_splits(batch_size: int, packed: Tensor | None, ih_packed: Tensor | None = None) -> int:
+def row_splits(batch_size: int, packed: Tensor | None, w_ih: Tensor | None = None) -> int:
     """How many row splits the LSTM loops run side by side for a batch of batch_size rows, a
-    recurrent weight from :func:`gemm.pack` and, when the loop projects the input, W_ih's panels:
-    every thread one split where the panel kernel runs, each gets ``SPLIT_MIN_ROWS`` rows or more
-    and the panels fit ``LOOP_WEIGHT_BYTES``, else 1 (every step shared)."""
+    recurrent weight from :func:`gemm.pack` and W_ih if the loop projects the input: every
+    thread one split where the panel kernel runs, each gets ``SPLIT_MIN_ROWS`` rows or more and
+    the weights fit ``LOOP_WEIGHT_BYTES``, else 1 (every step shared)."""
     threads = torch.get_num_threads()
     if packed is None or packed.dim() != 3 or threads < 2:
         return 1
-    if panel_bytes(packed, ih_packed) > LOOP_WEIGHT_BYTES:
+    if weight_bytes(packed, w_ih) > LOOP_WEIGHT_BYTES:
         return 1
     return threads if batch_size >= SPLIT_MIN_ROWS * threads else 1
 
@@ -113,7 +117,19 @@ def projects_in_loop(packed: Tensor | None, w_ih: Tensor) -> bool:
     steps 1.00-1.27x; at 4 rows 0.91-1.03x (``python -m benchmarks.ab_lstm_loops``)."""
     if packed is None or packed.dim() != 3:
         return False
-    return panel_bytes(packed, w_ih) <= LOOP_WEIGHT_BYTES
+    return weight_bytes(packed, w_ih) <= LOOP_WEIGHT_BYTES
+
+
+def loop_plan(
+    batch_size: int, w_hh: Tensor, w_ih: Tensor
+) -> tuple[Tensor | None, Tensor | None, int]:
+    """How the forward loop runs a batch of batch_size rows: (W_hh as :func:`gemm.pack` lays it
+    out, W_ih's panels where the loop projects the input (None: one GEMM before the loop), row
+    splits)."""
+    packed = gemm.pack(w_hh, batch_size)
+    project = projects_in_loop(packed, w_ih)
+    ih_packed = gemm.pack(w_ih, batch_size) if project else None
+    return packed, ih_packed, row_splits(batch_size, packed, w_ih if project else None)
 
 
 class LSTMFunction(torch.autograd.Function):
@@ -134,12 +150,13 @@ class LSTMFunction(torch.autograd.Function):
         if rows is not None:
             x_rows = x_rows.index_select(0, rows)  # (N, I)
         bias = None if b_ih is None else b_ih + b_hh
-        H, packed = w_hh.shape[1], gemm.pack(w_hh, B)
-        if projects_in_loop(packed, w_ih):  # xp: the biases alone; the loop projects x_rows
+        H = w_hh.shape[1]
+        packed, ih_packed, splits = loop_plan(B, w_hh, w_ih)
+        if ih_packed is not None:  # xp: the biases alone; the loop projects x_rows
             xp = bias if bias is not None else x.new_zeros(4 * H)
-            x_rows, ih_packed = x_rows.contiguous(), gemm.pack(w_ih, B)
+            x_rows = x_rows.contiguous()
         else:
-            xp, ih_packed = gemm.linear(x_rows, w_ih, bias), None  # (N, 4H)
+            xp = gemm.linear(x_rows, w_ih, bias)  # (N, 4H)
         N = x_rows.shape[0]
         S, R = (T, N) if keep else (1, B)  # steps and rows the buffers hold
         c_all = saved("lstm.c_all", (S, B, H), xp, keep)
@@ -148,7 +165,7 @@ class LSTMFunction(torch.autograd.Function):
         h_in = None if mask is None and rows is None else saved("lstm.h_in", (R, H), xp, keep)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, packed, peephole, mask, batch_sizes,
-            c_all, gates, h_in, keep, row_splits(B, packed, ih_packed),
+            c_all, gates, h_in, keep, splits,
             x_rows if ih_packed is not None else None, ih_packed,
         )  # fmt: skip
         if keep:

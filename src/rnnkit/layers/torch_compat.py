@@ -2,8 +2,9 @@
 
 Each subclasses its torch.nn counterpart, so constructor signature, defaults, parameter names,
 initialisation (same draws under the same seed), state_dict layout and ``isinstance`` checks are
-torch.nn's. Whenever no rnnkit-only option is active, ``forward`` *is* torch.nn's fused kernel;
-otherwise rnnkit's time loop (:mod:`rnnkit.layers.recurrence`) runs the same equations.
+torch.nn's. Whenever no rnnkit-only option is active, ``forward`` runs torch.nn's fused kernel or
+rnnkit's, whichever was measured faster for the call (``_fused_is_faster``); otherwise rnnkit's
+time loop (:mod:`rnnkit.layers.recurrence`) runs the same equations.
 
 rnnkit-only, keyword-only options: ``forward(..., lengths=...)`` for padded batches,
 ``recurrent_dropout`` (variational), ``nonlinearity="sigmoid"`` (RNN), ``peephole``,
@@ -173,7 +174,7 @@ class LSTM(_TorchCompatible, nn.LSTM):
 
     # Plain LSTM training runs rnnkit's kernel from TRAIN_MIN_ROWS rows, where it is faster:
     # with glibc's default heap (rnnkit.kernels.heap; torch.nn's pays page faults for fresh
-    # buffers on every call) 1.02-1.84x torch.nn's, and where rnnkit's panel kernel is built (an
+    # buffers on every call) 0.98-1.84x torch.nn's, and where rnnkit's panel kernel is built (an
     # AVX-512 CPU) also on a heap that keeps freed memory, 0.99-1.24x. At 1 and 2 rows
     # torch.nn's was faster on both heaps, 0.80-0.99x (python -m benchmarks.sweep_kernels
     # --heap default|warm). Without the panel kernel on a heap that keeps freed memory
@@ -192,11 +193,15 @@ class LSTM(_TorchCompatible, nn.LSTM):
 
     @classmethod
     def kernel_choice(cls) -> str:
-        heap = "glibc's default heap" if cls.default_heap else "a heap that keeps freed memory"
-        where = "" if cls.default_heap else " where its AVX-512 panel kernel is built"
+        if cls.default_heap:
+            why = "glibc's default heap"
+        elif panels_available(torch.zeros(1)):
+            why = "a heap that keeps freed memory, rnnkit's AVX-512 panel kernel built"
+        else:
+            return "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
         return (
-            f"rnnkit's kernel to train from {cls.TRAIN_MIN_ROWS} rows{where} ({heap}), "
-            "else torch.nn's; torch.nn's to infer"
+            f"rnnkit's kernel to train from {cls.TRAIN_MIN_ROWS} rows ({why}), else torch.nn's; "
+            "torch.nn's to infer"
         )
 
     def __init__(
