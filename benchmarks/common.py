@@ -46,17 +46,20 @@ def package_version(name: str) -> str | None:
 WARM_HEAP = {"MALLOC_MMAP_THRESHOLD_": str(1 << 40), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
-def rerun_on_heap(module: str, heap: str, argv: Sequence[str] | None) -> bool:
-    """If this process does not run ``heap`` ("warm": ``WARM_HEAP`` set; "default": neither
-    variable set), run ``python -m module`` with the same arguments in a process that does and
-    return True (its output is the run's); else False. glibc reads these once, at start-up."""
-    warm = all(os.environ.get(k) == v for k, v in WARM_HEAP.items())
-    plain = not any(k in os.environ for k in WARM_HEAP)
-    if warm if heap == "warm" else plain:
-        return False
+def heap_environment(heap: str) -> dict[str, str]:
+    """This process's environment for a child on ``heap``: "warm" with ``WARM_HEAP`` set,
+    "default" with neither variable."""
     env = {k: v for k, v in os.environ.items() if k not in WARM_HEAP}
-    if heap == "warm":
-        env.update(WARM_HEAP)
+    return {**env, **WARM_HEAP} if heap == "warm" else env
+
+
+def rerun_on_heap(module: str, heap: str, argv: Sequence[str] | None) -> bool:
+    """If this process does not run ``heap`` (see :func:`heap_environment`), run ``python -m
+    module`` with the same arguments in a process that does and return True (its output is the
+    run's); else False. glibc reads these once, at start-up."""
+    env = heap_environment(heap)
+    if all(os.environ.get(k) == env.get(k) for k in WARM_HEAP):
+        return False
     args = sys.argv[1:] if argv is None else list(argv)
     subprocess.run([sys.executable, "-m", module, *args], env=env, check=True)
     return True

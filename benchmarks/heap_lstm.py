@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,11 +26,11 @@ import torch
 from benchmarks.bench_speed import (
     CONFIGS,
     OWN_KERNEL,
-    WARM_HEAP,
     layer_pair,
     own_kernel,
     train_step,
 )
+from benchmarks.common import heap_environment
 
 WARMUP = 3
 
@@ -57,10 +56,7 @@ def child(impl: str, case: str, steps: int) -> None:
 
 
 def measure(impl: str, case: str, heap: str, steps: int) -> float:
-    env = {**os.environ, **(WARM_HEAP if heap == "warm" else {})}
-    if heap == "default":
-        for name in WARM_HEAP:
-            env.pop(name, None)
+    env = heap_environment(heap)
     command = [sys.executable, "-m", "benchmarks.heap_lstm", "--child", impl, "--case", case]
     command += ["--steps", str(steps)]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout

@@ -138,6 +138,14 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
     scalar_t* Hs = h.data_ptr<scalar_t>();
     scalar_t* Cs = c.data_ptr<scalar_t>();
     scalar_t* P = pre_rows.data_ptr<scalar_t>();  // the step's GEMM output rows
+    const scalar_t* X = x_rows ? x_rows->data_ptr<scalar_t>() : nullptr;
+    // The step's panel-kernel GEMM for m rows (row strides ldx, ldh, ldo): x W_ih^T when the
+    // loop projects the input, then h_{t-1} W_hh^T added in place.
+    const auto panel_step = [&](const scalar_t* x, int64_t ldx, const scalar_t* h, int64_t ldh,
+                                int64_t m, scalar_t* out, int64_t ldo) {
+      if (X) panel_gemm(x, m, I, ldx, w_ih_packed->data_ptr<float>(), 4 * H, out, ldo, false);
+      panel_gemm(h, m, H, ldh, w_hh_packed->data_ptr<float>(), 4 * H, out, ldo, X != nullptr);
+    };
     // The gate math of step t (packed rows from offset, kept rows from kept) for rows
     // b = first, first + stride, ... < end.
     const auto gate_rows = [&](int64_t t, int64_t offset, int64_t kept, int64_t first,
@@ -164,13 +172,12 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
           for (int64_t t = 0; t < T; offset += batch_sizes.empty() ? B : batch_sizes[t], ++t) {
             const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
             const int64_t kept = keep_for_backward ? offset : 0;
-            for (int64_t b = s; b < B; b += S) {  // its inactive rows: zeros, as below
-              if (b < n) continue;
+            const int64_t m = split_rows(n, s, S);
+            for (int64_t b = s + m * S; b < B; b += S) {  // its inactive rows: zeros, as below
               std::memset(h_all.data_ptr<scalar_t>() + (t * B + b) * H, 0, sizeof(scalar_t) * H);
               std::memset(c_all.data_ptr<scalar_t>() + ((keep_for_backward ? t : 0) * B + b) * H,
                           0, sizeof(scalar_t) * H);
             }
-            const int64_t m = split_rows(n, s, S);
             if (m == 0) continue;
             const scalar_t* A = Hs + s * H;
             if (h_in) {
@@ -179,12 +186,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
                 recurrent_input_rows(Hs + b * H, M ? M + b * H : nullptr, In + b * H, 1, H);
               A = In + s * H;
             }
-            if (x_rows) {  // x_t W_ih^T first, then h_{t-1} W_hh^T added in place
-              panel_gemm(x_rows->data_ptr<scalar_t>() + (offset + s) * I, m, I, S * I,
-                         w_ih_packed->data_ptr<float>(), 4 * H, P + s * 4 * H, S * 4 * H, false);
-            }
-            panel_gemm(A, m, H, S * H, w_hh_packed->data_ptr<float>(), 4 * H, P + s * 4 * H,
-                       S * 4 * H, x_rows.has_value());
+            panel_step(X ? X + (offset + s) * I : nullptr, S * I, A, S * H, m, P + s * 4 * H,
+                       S * 4 * H);
             gate_rows(t, offset, kept, s, n, S);
           }
         }
@@ -205,11 +208,9 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
         recurrent_input_rows(Hs, M, rows.data_ptr<scalar_t>(), n, H);
       }
       Tensor pre = pre_rows;  // the step's GEMM output (oneDNN and ATen return their own)
-      if (x_rows) {  // as in the split loop, each GEMM over all of the step's rows
-        panel_gemm(x_rows->data_ptr<scalar_t>() + offset * I, n, I, I,
-                   w_ih_packed->data_ptr<float>(), 4 * H, pre.data_ptr<scalar_t>(), 4 * H, false);
-        panel_gemm(rows.data_ptr<scalar_t>(), n, H, H, w_hh_packed->data_ptr<float>(), 4 * H,
-                   pre.data_ptr<scalar_t>(), 4 * H, true);
+      if (X) {  // as in the split loop, each GEMM over all of the step's rows
+        panel_step(X + offset * I, I, rows.data_ptr<scalar_t>(), H, n,
+                   pre_rows.data_ptr<scalar_t>(), 4 * H);
       } else {
         pre = gemm_nt(rows, w_hh, w_hh_packed, pre_rows.narrow(0, 0, n));
       }
