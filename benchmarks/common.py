@@ -26,10 +26,16 @@ def cpu_model() -> str:
     return cpu
 
 
+# Caps on the instructions rnnkit's kernels and oneDNN use (a newer CPU measured as an older one)
+ISA_CAPS = ("RNNKIT_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
+
+
 def machine_description() -> str:
+    caps = ", ".join(f"{name}={os.environ[name]}" for name in ISA_CAPS if name in os.environ)
     return (
         f"{cpu_model()}; {os.cpu_count()} cores; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); Python {platform.python_version()}"
+        + (f"; instructions capped: {caps}" if caps else "")
     )
 
 

@@ -206,7 +206,7 @@ def test_the_loop_rules(monkeypatch):
     w_hh, w_ih = torch.randn(32, 8), torch.randn(32, 5)
     panels = gemm.pack(w_hh, 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    if panels is None or panels.dim() != 3:  # no AVX-512 build: neither
+    if panels is None or panels.dim() != 3:  # no panel kernel in this build: neither
         assert lstm_kernel.row_splits(64, panels) == 1
         assert not lstm_kernel.projects_in_loop(panels, w_ih)
         assert lstm_kernel.loop_plan(64, w_hh, w_ih)[1:] == (None, 1)
@@ -375,7 +375,8 @@ def test_backend_reports_each_kernel():
     assert all(load_extension(name) is not None for name in [*kernels.KERNELS, "stream"])
     assert all("C++ time loop" in report[name] for name in kernels.KERNELS)
     if load_extension("lstm").panel_gemm:
-        step = f"recurrent GEMM: rnnkit's AVX-512 panel kernel up to {gemm.PANEL_MAX_ROWS} rows"
+        isa = {"avx512": "AVX-512", "avx2": "AVX2"}[load_extension("lstm").panel_isa]
+        step = f"recurrent GEMM: rnnkit's {isa} panel kernel up to {gemm.PANEL_MAX_ROWS} rows"
     else:
         step = f"recurrent GEMM: {'oneDNN' if gemm.use_onednn(torch.empty(1)) else 'ATen'};"
     assert all(step in report[name] for name in kernels.KERNELS)
@@ -384,7 +385,7 @@ def test_backend_reports_each_kernel():
     if rnnkit.LSTM.default_heap:
         lstm = ours.format("glibc's default heap")
     elif gemm.panels_available(torch.zeros(1)):
-        lstm = ours.format("a heap that keeps freed memory, rnnkit's AVX-512 panel kernel built")
+        lstm = ours.format("a heap that keeps freed memory, rnnkit's panel kernel built")
     else:
         lstm = "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
     assert report["plain layers"] == (

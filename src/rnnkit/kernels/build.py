@@ -5,6 +5,9 @@ extension cache (``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extension
 time a layer needs them (about a minute on 2 cores), then loaded from the cache. Without a
 compiler, or with ``RNNKIT_NO_EXTENSIONS=1``, or off the CPU, layers fall back to torch.nn's
 kernels and rnnkit's Python time loop; :func:`backend` says which path is in use.
+``RNNKIT_MAX_CPU_ISA`` (``avx512``, ``avx2`` or ``baseline``) caps the instructions the kernels
+are built with, as oneDNN's ``ONEDNN_MAX_CPU_ISA`` does for its own: a build for an older CPU,
+or this machine measured as one.
 """
 
 from __future__ import annotations
@@ -34,19 +37,40 @@ def _cpu_flags() -> set[str]:
         return set()
 
 
+# x86 instruction sets the kernels are built for, oldest first: CPU flags each needs.
+ISA_LEVELS = {
+    "baseline": set(),
+    "avx2": {"avx2", "fma"},
+    "avx512": {"avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl"},
+}
+
+
+def max_cpu_isa() -> str:
+    """The newest instruction set the kernels may use: ``RNNKIT_MAX_CPU_ISA`` if set (a name
+    in ``ISA_LEVELS``, any case), else ``avx512``."""
+    value = os.environ.get("RNNKIT_MAX_CPU_ISA", "avx512")
+    if value.lower() not in ISA_LEVELS:
+        raise ValueError(
+            f"RNNKIT_MAX_CPU_ISA must be one of {', '.join(ISA_LEVELS)}; got {value!r}"
+        )
+    return value.lower()
+
+
 def compiler_flags() -> list[str]:
     """-O3, OpenMP (ATen's parallel_for), the widest x86 vectors the CPU has (AVX2/FMA, and
-    512-bit AVX-512 where present: the gate math's exp runs twice as many lanes), and the float
-    semantics that let the gate math vectorise (about 3x) without changing results: no errno,
-    no traps, no signed zeros. Not -ffinite-math-only: NaN must come out as NaN (tested).
+    512-bit AVX-512 where present: the gate math's exp runs twice as many lanes) up to
+    :func:`max_cpu_isa`, and the float semantics that let the gate math vectorise (about 3x)
+    without changing results: no errno, no traps, no signed zeros. Not -ffinite-math-only: NaN
+    must come out as NaN (tested).
 
     The flags are part of torch's extension build hash, so a cache shared by machines with
     different CPUs rebuilds instead of running instructions a CPU lacks."""
     flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros"]
     cpu = _cpu_flags() if platform.machine() in ("x86_64", "AMD64") else set()
-    if {"avx2", "fma"} <= cpu:
+    allowed = list(ISA_LEVELS)[: list(ISA_LEVELS).index(max_cpu_isa()) + 1]
+    if "avx2" in allowed and ISA_LEVELS["avx2"] <= cpu:
         flags += ["-mavx2", "-mfma"]
-    if {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= cpu:
+    if "avx512" in allowed and ISA_LEVELS["avx512"] <= cpu:
         flags += ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"]
         flags += ["-mprefer-vector-width=512"]
     return flags
@@ -60,13 +84,15 @@ def load_extension(name: str) -> ModuleType | None:
         return None
     from torch.utils import cpp_extension
 
+    flags, isa = compiler_flags(), max_cpu_isa()  # a bad RNNKIT_MAX_CPU_ISA raises here
     try:
         return cpp_extension.load(
-            name=f"rnnkit_{name}",
+            # a capped build has a name of its own: both stay in the cache side by side
+            name=f"rnnkit_{name}" + ("" if isa == "avx512" else f"_{isa}"),
             sources=[str(SOURCES / f"{name}.cpp")],
             extra_include_paths=[str(SOURCES)],
             # Headers are not part of torch's rebuild check: their hash in a define is.
-            extra_cflags=[*compiler_flags(), f"-DRNNKIT_HEADERS={_headers_hash()}"],
+            extra_cflags=[*flags, f"-DRNNKIT_HEADERS={_headers_hash()}"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
@@ -106,13 +132,13 @@ def backend() -> dict[str, str]:
     """
     from ..layers.torch_compat import GRU, LSTM, RNN
     from . import KERNELS
-    from .gemm import PANEL_MAX_ROWS, panels_available
+    from .gemm import PANEL_MAX_ROWS, panel_isa, panels_available
 
     report = {}
     big = "oneDNN" if onednn_available() else "ATen"
     step = big
     if panels_available(torch.empty(0)):
-        step = f"rnnkit's AVX-512 panel kernel up to {PANEL_MAX_ROWS} rows, else {big}"
+        step = f"rnnkit's {panel_isa()} panel kernel up to {PANEL_MAX_ROWS} rows, else {big}"
     gemm = f"recurrent GEMM: {step}; other GEMMs: {big} (float32)"
     flags = " ".join(compiler_flags())
     for name in KERNELS:

@@ -1,8 +1,8 @@
 """The GEMMs of the fused kernels. The big ones (all time steps at once) go through oneDNN where
 it is available (about twice torch.mm's throughput in float32 on AMD CPUs, where torch.mm runs
 MKL's AVX2 path), else ATen. The recurrent ones (a step's few rows, inside the C++ loops) take
-their weight from :func:`pack`: in panels for rnnkit's own AVX-512 kernel (``csrc/panel_gemm.h``)
-where it is built, else oneDNN-reordered, else plain.
+their weight from :func:`pack`: in panels for rnnkit's own AVX-512 or AVX2 kernel
+(``csrc/panel_gemm.h``) where it is built, else oneDNN-reordered, else plain.
 
 ``torch.ops.mkldnn._linear_pointwise`` and ``_reorder_linear_weight`` are internal torch ops:
 they are used only behind :func:`rnnkit.kernels.build.onednn_available`, only for float32 CPU
@@ -28,13 +28,20 @@ PANEL_MAX_ROWS = 128
 
 
 def panels_available(t: Tensor) -> bool:
-    """Whether rnnkit's panel GEMM is built (an AVX-512 build) and applies to t (float32, CPU).
+    """Whether rnnkit's panel GEMM is built (an AVX-512 or AVX2 build, see :func:`panel_isa`)
+    and applies to t (float32, CPU).
     Every kernel is built with the same flags; the "lstm" extension, which also holds the
     shared transpose, answers for all of them."""
     if t.dtype != torch.float32 or t.device.type != "cpu":
         return False
     ext = load_extension("lstm")
     return ext is not None and ext.panel_gemm
+
+
+def panel_isa() -> str:
+    """The instructions the panel kernel of this build uses: "AVX-512", "AVX2" or "" (none)."""
+    ext = load_extension("lstm")
+    return {"avx512": "AVX-512", "avx2": "AVX2"}.get(ext.panel_isa if ext else "", "")
 
 
 def pack(weight: Tensor, batch_size: int) -> Tensor | None:

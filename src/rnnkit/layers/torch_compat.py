@@ -196,7 +196,7 @@ class LSTM(_TorchCompatible, nn.LSTM):
         if cls.default_heap:
             why = "glibc's default heap"
         elif panels_available(torch.zeros(1)):
-            why = "a heap that keeps freed memory, rnnkit's AVX-512 panel kernel built"
+            why = "a heap that keeps freed memory, rnnkit's panel kernel built"
         else:
             return "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
         return (

@@ -347,6 +347,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("x"), py::arg("panels"), py::arg("N"), py::arg("add") = py::none(),
         py::arg("out") = py::none());
   m.attr("panel_gemm") = rnnkit::kPanelGemm;
+  m.attr("panel_isa") = rnnkit::kPanelIsa;
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence", py::arg("xp"),
         py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"),
         py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("c_all"),

@@ -1,9 +1,10 @@
 // The recurrent GEMM of a time loop, x (M, K) @ W^T with W (N, K), for the few rows of one
-// step: W laid out once in column panels, an AVX-512 register-blocked kernel, no library call.
+// step: W laid out once in column panels, a register-blocked kernel (AVX-512, or AVX2 with FMA)
+// with no library call.
 //
 // A oneDNN call takes 17.3 us for one row at K = 256, N = 1024 (0.5 MFLOP) against this
 // kernel's 4.9, 49.2 against 35.5 us at 32 rows, and a time loop makes two per step; from 128
-// rows on the two are about even (`python -m benchmarks.ab_recurrent_gemm`).
+// rows on the two are about even (`python -m benchmarks.ab_recurrent_gemm`; AVX-512).
 #pragma once
 
 #include <torch/extension.h>
@@ -12,21 +13,62 @@
 #include <algorithm>
 #include <cstdint>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
 namespace rnnkit {
 
-constexpr int64_t kPanelWidth = 32;  // output columns per panel: two 16-float registers
-constexpr int64_t kPanelRows = 8;    // rows of x per register block (16 accumulators)
+constexpr int64_t kPanelWidth = 32;  // output columns per panel
 constexpr int64_t kPanelDepth = 256;  // K per pass: a panel's slice is 32 KiB
 
 #if defined(__AVX512F__)
-constexpr bool kPanelGemm = true;
-#else
-constexpr bool kPanelGemm = false;
+// A register of 16 floats, and the masks that load and store its first n lanes.
+struct PanelVec {
+  using Reg = __m512;
+  using Mask = __mmask16;
+  static constexpr int64_t kLanes = 16;
+  static Mask first(int64_t n) {
+    return n >= kLanes ? Mask(0xFFFF) : n <= 0 ? Mask(0) : static_cast<Mask>((1u << n) - 1);
+  }
+  static Reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static Reg load(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float* p, Reg v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static Reg zero() { return _mm512_setzero_ps(); }
+  static Reg broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+};
+constexpr int64_t kPanelRows = 8;  // rows of x per register block: 8 x 2 accumulators
+#elif defined(__AVX2__) && defined(__FMA__)
+// A register of 8 floats (AVX2), and the masks that load and store its first n lanes.
+struct PanelVec {
+  using Reg = __m256;
+  using Mask = __m256i;
+  static constexpr int64_t kLanes = 8;
+  static Mask first(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::clamp<int64_t>(n, 0, 8))),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static Reg load(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+  static void store(float* p, Reg v, Mask m) { _mm256_maskstore_ps(p, m, v); }
+  static Reg zero() { return _mm256_setzero_ps(); }
+  static Reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+};
+// 6 x 2 accumulators, 2 panel registers and a broadcast: 15 of AVX2's 16 registers (each
+// panel of 32 columns in two blocks of 16)
+constexpr int64_t kPanelRows = 6;
 #endif
+
+#if defined(__AVX512F__)
+constexpr const char* kPanelIsa = "avx512";
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr const char* kPanelIsa = "avx2";
+#else
+constexpr const char* kPanelIsa = "";  // no panel kernel in this build
+#endif
+constexpr bool kPanelGemm = kPanelIsa[0] != '\0';
 
 // W (N, K) float, any strides (W^T of a contiguous matrix is read in place) -> panels
 // (P, K, kPanelWidth), P = ceil(N / kPanelWidth), zero past N:
@@ -58,51 +100,59 @@ inline at::Tensor pack_panels(const at::Tensor& w) {
   return panels;
 }
 
-#if defined(__AVX512F__)
-// C[r, 0:width) (+)= sum_k A[r, k] * panel[k, 0:width) for r < MR: MR x 32 accumulators held
-// in registers over the whole depth.
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+// Columns of a panel one register block covers: two registers per row.
+constexpr int64_t kBlockColumns = 2 * PanelVec::kLanes;
+
+// C[r, 0:width) (+)= sum_k A[r, k] * panel[k, 0:width) for r < MR, width <= kBlockColumns
+// (panel rows kPanelWidth apart): MR x 2 accumulators held in registers over the whole depth.
 template <int MR>
 inline void panel_block(const float* __restrict__ A, int64_t lda,
                         const float* __restrict__ panel, int64_t depth, float* __restrict__ C,
                         int64_t ldc, int64_t width, bool accumulate) {
-  const __mmask16 lo = width >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << width) - 1);
-  const __mmask16 hi = width >= 32 ? 0xFFFF
-                       : width > 16 ? static_cast<__mmask16>((1u << (width - 16)) - 1)
-                                    : 0;
-  __m512 c0[MR], c1[MR];
+  using V = PanelVec;
+  const typename V::Mask lo = V::first(width), hi = V::first(width - V::kLanes);
+  typename V::Reg c0[MR], c1[MR];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-    c0[r] = accumulate ? _mm512_maskz_loadu_ps(lo, C + r * ldc) : _mm512_setzero_ps();
-    c1[r] = accumulate ? _mm512_maskz_loadu_ps(hi, C + r * ldc + 16) : _mm512_setzero_ps();
+    c0[r] = accumulate ? V::load(C + r * ldc, lo) : V::zero();
+    c1[r] = accumulate ? V::load(C + r * ldc + V::kLanes, hi) : V::zero();
   }
   for (int64_t k = 0; k < depth; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(panel + k * kPanelWidth);
-    const __m512 b1 = _mm512_loadu_ps(panel + k * kPanelWidth + 16);
+    const typename V::Reg b0 = V::load(panel + k * kPanelWidth);
+    const typename V::Reg b1 = V::load(panel + k * kPanelWidth + V::kLanes);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
-      c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+      const typename V::Reg a = V::broadcast(A + r * lda + k);
+      c0[r] = V::fma(a, b0, c0[r]);
+      c1[r] = V::fma(a, b1, c1[r]);
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-    _mm512_mask_storeu_ps(C + r * ldc, lo, c0[r]);
-    _mm512_mask_storeu_ps(C + r * ldc + 16, hi, c1[r]);
+    V::store(C + r * ldc, c0[r], lo);
+    V::store(C + r * ldc + V::kLanes, c1[r], hi);
   }
 }
 
+// panel_block over rows < kPanelRows and the panel's first width columns (one register block
+// per kBlockColumns of them).
 inline void panel_rows(int64_t rows, const float* A, int64_t lda, const float* panel,
                        int64_t depth, float* C, int64_t ldc, int64_t width, bool accumulate) {
-  switch (rows) {
-    case 8: return panel_block<8>(A, lda, panel, depth, C, ldc, width, accumulate);
-    case 7: return panel_block<7>(A, lda, panel, depth, C, ldc, width, accumulate);
-    case 6: return panel_block<6>(A, lda, panel, depth, C, ldc, width, accumulate);
-    case 5: return panel_block<5>(A, lda, panel, depth, C, ldc, width, accumulate);
-    case 4: return panel_block<4>(A, lda, panel, depth, C, ldc, width, accumulate);
-    case 3: return panel_block<3>(A, lda, panel, depth, C, ldc, width, accumulate);
-    case 2: return panel_block<2>(A, lda, panel, depth, C, ldc, width, accumulate);
-    case 1: return panel_block<1>(A, lda, panel, depth, C, ldc, width, accumulate);
+  for (int64_t j = 0; j < width; j += kBlockColumns) {
+    const int64_t w = std::min(kBlockColumns, width - j);
+    switch (rows) {
+#if defined(__AVX512F__)
+      case 8: panel_block<8>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 7: panel_block<7>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+#endif
+      case 6: panel_block<6>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 5: panel_block<5>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 4: panel_block<4>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 3: panel_block<3>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 2: panel_block<2>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 1: panel_block<1>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+    }
   }
 }
 #endif
@@ -112,7 +162,7 @@ inline void panel_rows(int64_t rows, const float* A, int64_t lda, const float* p
 // kPanelDepth of K at a time.
 inline void panel_gemm(const float* A, int64_t M, int64_t K, int64_t lda, const float* panels,
                        int64_t N, float* C, int64_t ldc, bool accumulate) {
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
   const int64_t P = (N + kPanelWidth - 1) / kPanelWidth;
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   at::parallel_for(0, P, (P + threads - 1) / threads, [&](int64_t p0, int64_t p1) {
@@ -129,7 +179,7 @@ inline void panel_gemm(const float* A, int64_t M, int64_t K, int64_t lda, const 
     }
   });
 #else
-  TORCH_CHECK(false, "panel_gemm: this build has no AVX-512");
+  TORCH_CHECK(false, "panel_gemm: this build has neither AVX-512 nor AVX2 with FMA");
 #endif
 }
 
