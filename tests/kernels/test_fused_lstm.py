@@ -340,9 +340,9 @@ def test_fallback_without_kernels_gives_the_same_numbers(monkeypatch):
 def test_which_kernel_plain_lstm_training_runs(default_heap, monkeypatch, calls):
     """A plain LSTM trains with rnnkit's kernel from TRAIN_MIN_ROWS rows: on glibc's default heap
     always, on a heap that keeps freed memory where the panel kernel applies (float32 on an
-    AVX-512 build; not float64). Below that many rows, and to infer, torch.nn's kernel. A
-    PackedSequence counts its first step's rows; a forced layer (``fused_beats_torch``) always
-    runs rnnkit's."""
+    AVX-512 or AVX2 build; not float64) and every layer's weights fit LOOP_WEIGHT_BYTES. Below
+    that many rows, and to infer, torch.nn's kernel. A PackedSequence counts its first step's
+    rows; a forced layer (``fused_beats_torch``) always runs rnnkit's."""
     monkeypatch.setattr(rnnkit.LSTM, "default_heap", default_heap)
     layer = rnnkit.LSTM(5, 8, 2)
     panels = gemm.panels_available(torch.zeros(1))
@@ -365,6 +365,11 @@ def test_which_kernel_plain_lstm_training_runs(default_heap, monkeypatch, calls)
     before = calls["lstm"]
     layer.float()(torch.randn(3, 5))  # unbatched: one row
     assert calls["lstm"] == before
+    # layer 2's W_ih and W_hh: 2 * 4H * H = 512 floats, 2048 bytes; layer 1's are fewer
+    monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", 2048)
+    assert runs_rnnkits(4) == (default_heap or panels)
+    monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", 2047)
+    assert runs_rnnkits(4) == default_heap
     layer.fused_beats_torch = ("train",)
     assert runs_rnnkits(1)
 
@@ -385,7 +390,10 @@ def test_backend_reports_each_kernel():
     if rnnkit.LSTM.default_heap:
         lstm = ours.format("glibc's default heap")
     elif gemm.panels_available(torch.zeros(1)):
-        lstm = ours.format("a heap that keeps freed memory, rnnkit's panel kernel built")
+        lstm = ours.format(
+            "a heap that keeps freed memory, rnnkit's panel kernel built; each layer's W_ih and "
+            "W_hh within 8 MiB"
+        )
     else:
         lstm = "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
     assert report["plain layers"] == (

@@ -27,6 +27,7 @@ from ..cells.elman import ElmanEquations
 from ..cells.gru import GRUEquations
 from ..cells.lstm import LSTMEquations
 from ..kernels import fused_available
+from ..kernels import lstm as lstm_kernel
 from ..kernels.gemm import panels_available
 from ..kernels.heap import glibc_default_heap
 from ..ops.validation import (
@@ -174,21 +175,30 @@ class LSTM(_TorchCompatible, nn.LSTM):
 
     # Plain LSTM training runs rnnkit's kernel from TRAIN_MIN_ROWS rows, where it is faster:
     # with glibc's default heap (rnnkit.kernels.heap; torch.nn's pays page faults for fresh
-    # buffers on every call) 0.98-1.84x torch.nn's, and where rnnkit's panel kernel is built (an
-    # AVX-512 CPU) also on a heap that keeps freed memory, 0.99-1.24x. At 1 and 2 rows
-    # torch.nn's was faster on both heaps, 0.80-0.99x (python -m benchmarks.sweep_kernels
-    # --heap default|warm). Without the panel kernel on a heap that keeps freed memory
-    # torch.nn's stays: rnnkit's loops would run oneDNN per step, about 0.9x (an estimate).
+    # buffers on every call) 0.98-1.84x torch.nn's; on a heap that keeps freed memory where
+    # rnnkit's panel kernel is built and each layer's W_ih and W_hh fit the loops'
+    # LOOP_WEIGHT_BYTES (rnnkit.kernels.lstm), 0.99-1.24x (AVX-512) and 0.97-1.28x (AVX2,
+    # measured as RNNKIT_MAX_CPU_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2). Beyond those weights, there,
+    # 1.00-1.04x and 0.79-0.94x; at 1 and 2 rows 0.80-0.99x and 0.82-0.95x (python -m
+    # benchmarks.sweep_kernels --heap default|warm). Without the panel kernel torch.nn's stays
+    # on that heap: rnnkit's loops would run oneDNN per step, 0.48-1.11x (AVX2, before its
+    # panel kernel existed).
     TRAIN_MIN_ROWS = 4
     default_heap = glibc_default_heap()  # read once, at import
 
     def _fused_is_faster(self, mode: str, input: Tensor, batch_size: int) -> bool:
         if mode in self.fused_beats_torch:
             return True
-        return (
-            mode == "train"
-            and batch_size >= self.TRAIN_MIN_ROWS
-            and (self.default_heap or panels_available(input))
+        if mode != "train" or batch_size < self.TRAIN_MIN_ROWS:
+            return False
+        return self.default_heap or (panels_available(input) and self._loop_weights_fit())
+
+    def _loop_weights_fit(self) -> bool:
+        """Whether every layer's W_ih and W_hh (one direction) fit ``LOOP_WEIGHT_BYTES``."""
+        return all(
+            lstm_kernel.weight_bytes(p["weight_ih"], p["weight_hh"])
+            <= lstm_kernel.LOOP_WEIGHT_BYTES
+            for p in (self.layer_parameters(k, 0) for k in range(self.num_layers))
         )
 
     @classmethod
@@ -196,7 +206,10 @@ class LSTM(_TorchCompatible, nn.LSTM):
         if cls.default_heap:
             why = "glibc's default heap"
         elif panels_available(torch.zeros(1)):
-            why = "a heap that keeps freed memory, rnnkit's panel kernel built"
+            why = (
+                "a heap that keeps freed memory, rnnkit's panel kernel built; each layer's "
+                f"W_ih and W_hh within {lstm_kernel.LOOP_WEIGHT_BYTES >> 20} MiB"
+            )
         else:
             return "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
         return (
