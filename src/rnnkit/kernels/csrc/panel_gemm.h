@@ -61,9 +61,13 @@ struct PanelVec {
 constexpr int64_t kPanelRows = 6;
 #endif
 
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define RNNKIT_PANEL_KERNEL 1
+#endif
+
 #if defined(__AVX512F__)
 constexpr const char* kPanelIsa = "avx512";
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(RNNKIT_PANEL_KERNEL)
 constexpr const char* kPanelIsa = "avx2";
 #else
 constexpr const char* kPanelIsa = "";  // no panel kernel in this build
@@ -100,7 +104,7 @@ inline at::Tensor pack_panels(const at::Tensor& w) {
   return panels;
 }
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#if defined(RNNKIT_PANEL_KERNEL)
 // Columns of a panel one register block covers: two registers per row.
 constexpr int64_t kBlockColumns = 2 * PanelVec::kLanes;
 
@@ -162,7 +166,7 @@ inline void panel_rows(int64_t rows, const float* A, int64_t lda, const float* p
 // kPanelDepth of K at a time.
 inline void panel_gemm(const float* A, int64_t M, int64_t K, int64_t lda, const float* panels,
                        int64_t N, float* C, int64_t ldc, bool accumulate) {
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#if defined(RNNKIT_PANEL_KERNEL)
   const int64_t P = (N + kPanelWidth - 1) / kPanelWidth;
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   at::parallel_for(0, P, (P + threads - 1) / threads, [&](int64_t p0, int64_t p1) {
