@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny case, for the smoke test")
     args = parser.parse_args(argv)
     if not gemm.panels_available(torch.zeros(1)):
-        raise SystemExit("both choices need rnnkit's panel kernel (an AVX-512 build): not here")
+        raise SystemExit("both choices need rnnkit's panel kernel (AVX-512 or AVX2): not here")
     combos = list(itertools.product((False, True), (False, True)))  # (split, project)
     print(f"machine: {machine_description()}")
     print(f"heap: MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}")

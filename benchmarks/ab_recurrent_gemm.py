@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     ext = load_extension("lstm")
     if ext is None or not ext.panel_gemm or not gemm.use_onednn(torch.empty(1)):
-        raise SystemExit("needs the C++ kernels built with AVX-512, and oneDNN")
+        raise SystemExit("needs the C++ kernels with a panel kernel (AVX-512 or AVX2), and oneDNN")
     print(machine_description())
     print(f"median of {args.repeats} interleaved rounds; {CALLS} GEMM calls per round\n")
     print(f"{'W (N, K)':<14} {'rows':>5} {'panels us':>10} {'oneDNN us':>10} {'ratio':>7}")

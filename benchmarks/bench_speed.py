@@ -15,7 +15,8 @@ increase of a config-b LSTM training step.
 
 A plain ``rnnkit.LSTM`` trains with rnnkit's kernel from 4 rows on glibc's default heap, and on
 a heap that keeps freed memory (``--heap warm``; ``rnnkit.kernels.heap``) only where rnnkit's
-AVX-512 panel kernel is built, so the LSTM training cases add a row "rnnkit C++ kernel": the same
+panel kernel is built and each layer's weights fit ``LOOP_WEIGHT_BYTES``, so the LSTM training
+cases add a row "rnnkit C++ kernel": the same
 layer always running rnnkit's own kernel, the one its variants and padded batches run.
 
 Every implementation of a case is measured in this one process, interleaved: after the warmup

@@ -8,10 +8,14 @@ import platform
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from rnnkit.kernels import build
+from tests.helpers import require_kernel
+
+ROOT = Path(__file__).resolve().parents[2]
 
 AVX512_CPU = build.ISA_LEVELS["avx512"] | {"sse4_2"}
 VECTOR_FLAGS = {
@@ -59,6 +63,7 @@ def test_max_cpu_isa_caps_the_flags(x86_cpu, monkeypatch, isa):
 
 
 def test_a_bad_cap_is_an_error_not_a_silent_fallback(monkeypatch):
+    monkeypatch.delenv("RNNKIT_NO_EXTENSIONS", raising=False)
     monkeypatch.setenv("RNNKIT_MAX_CPU_ISA", "avx10")
     message = "RNNKIT_MAX_CPU_ISA must be one of baseline, avx2, avx512; got 'avx10'"
     with pytest.raises(ValueError, match=message):
@@ -71,7 +76,13 @@ def test_an_avx2_build_passes_the_panel_and_loop_tests():
     """A build capped at AVX2 (a CPU without AVX-512, this one measured as one) has its own
     panel kernel (16 columns per register block, 6 rows); the panel GEMM tests, the routes of
     the recurrent GEMM, and the LSTM loops' row splits and projection in the loop pass on it, in
-    a process of their own."""
+    a process of their own. Needs an x86 CPU with AVX2 and FMA (there is no AVX2 build
+    elsewhere) and the kernels switched on."""
+    require_kernel("lstm")
+    if platform.machine() not in ("x86_64", "AMD64") or not build.ISA_LEVELS["avx2"] <= (
+        build._cpu_flags()
+    ):
+        pytest.skip("no AVX2 with FMA on this CPU: an AVX2 build cannot run here")
     code = textwrap.dedent(
         """
         import torch, rnnkit
@@ -84,10 +95,10 @@ def test_an_avx2_build_passes_the_panel_and_loop_tests():
         """
     )
     env = {**os.environ, "RNNKIT_MAX_CPU_ISA": "avx2"}
-    env.pop("RNNKIT_NO_EXTENSIONS", None)
     build_check = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
-    )
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+    )  # fmt: skip
     assert build_check.returncode == 0, build_check.stderr[-3000:]
     tests = [
         "tests/kernels/test_panel_gemm.py",
@@ -97,7 +108,7 @@ def test_an_avx2_build_passes_the_panel_and_loop_tests():
     ]
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider", *tests],
-        env=env, capture_output=True, text=True, timeout=1800,
+        env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:]
     assert " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-500:]

@@ -233,6 +233,21 @@ def test_the_loop_rules(monkeypatch):
     assert lstm_kernel.row_splits(64, panels) == 1
 
 
+def test_fits_loop_counts_the_panels_as_the_loops_do(monkeypatch):
+    """fits_loop reads the weights before packing, with 4H rounded up to whole panels as
+    pack_panels lays them out: at the limit it answers as weight_bytes(panels, w_ih) does."""
+    w_hh, w_ih = torch.randn(40, 10), torch.randn(40, 3)  # 4H = 40: the last panel part empty
+    panels = load_extension("lstm").pack_panels(w_hh)
+    size = lstm_kernel.weight_bytes(panels, w_ih)
+    assert size == 4 * (64 * 10 + 40 * 3)
+    monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", size)
+    assert lstm_kernel.fits_loop(w_hh, w_ih)
+    assert not lstm_kernel.fits_loop(w_hh, torch.randn(41, 3))
+    monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", size - 1)
+    assert not lstm_kernel.fits_loop(w_hh, w_ih)
+    assert lstm_kernel.fits_loop(w_hh, None)
+
+
 def test_large_weights_keep_the_projection_before_the_loop_and_shared_steps(monkeypatch):
     """At H=1024, I=512 (24 MiB of float32 weights, beyond LOOP_WEIGHT_BYTES) the forward loop
     gets the (N, 4H) projection and one split: it is called with no input rows and no W_ih panels
@@ -392,7 +407,7 @@ def test_backend_reports_each_kernel():
     elif gemm.panels_available(torch.zeros(1)):
         lstm = ours.format(
             "a heap that keeps freed memory, rnnkit's panel kernel built; each layer's W_ih and "
-            "W_hh within 8 MiB"
+            f"W_hh within {lstm_kernel.LOOP_WEIGHT_BYTES >> 20} MiB"
         )
     else:
         lstm = "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"

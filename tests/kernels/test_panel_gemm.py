@@ -13,11 +13,15 @@ from tests.helpers import assert_close
 EXT = load_extension("lstm")  # built in CI as everywhere with a compiler (test_fused_lstm)
 
 
-@pytest.mark.parametrize("rows", [1, 7, 8, 9, 32, 33])
-@pytest.mark.parametrize("n,k", [(1, 1), (33, 5), (80, 20), (1024, 256), (70, 600)])
+@pytest.mark.parametrize("rows", [1, 4, 5, 6, 7, 8, 9, 12, 32, 33])
+@pytest.mark.parametrize(
+    "n,k", [(1, 1), (33, 5), (45, 7), (52, 9), (58, 11), (80, 20), (1024, 256), (70, 600)]
+)
 def test_panel_gemm_matches_float64_product(rows, n, k):
-    """Row tails (not a multiple of 8), column tails (not a multiple of 32) and K beyond one
-    256-deep pass, with and without the added term, into a new tensor and into out."""
+    """Row tails (every block size of both builds: 8 rows with AVX-512, 6 with AVX2), column
+    tails (last panels 1, 13, 20, 26 and 6 columns wide: past 8 and 16, the register widths) and
+    K beyond one 256-deep pass, with and without the added term, into a new tensor and into
+    out."""
     x, w, add = torch.randn(rows, k), torch.randn(n, k), torch.randn(rows, n)
     panels = EXT.pack_panels(w)
     assert panels.shape == ((n + 31) // 32, k, 32)

@@ -94,6 +94,15 @@ def weight_bytes(*weights: Tensor | None) -> int:
     return sum(w.numel() * w.element_size() for w in weights if w is not None)
 
 
+def fits_loop(w_hh: Tensor, w_ih: Tensor | None) -> bool:
+    """Whether W_hh (4H, H) as :func:`gemm.pack` lays it out in panels (4H rounded up to whole
+    panels of 32 columns) plus W_ih, if given, fit ``LOOP_WEIGHT_BYTES``: the rule of
+    :func:`row_splits` and :func:`projects_in_loop`, from the weights before packing."""
+    rows = -(-w_hh.shape[0] // 32) * 32
+    panels = rows * w_hh.shape[1] * w_hh.element_size()
+    return panels + weight_bytes(w_ih) <= LOOP_WEIGHT_BYTES
+
+
 def row_splits(batch_size: int, packed: Tensor | None, w_ih: Tensor | None = None) -> int:
     """How many row splits the LSTM loops run side by side for a batch of batch_size rows, a
     recurrent weight from :func:`gemm.pack` and W_ih if the loop projects the input: every

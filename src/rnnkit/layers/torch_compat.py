@@ -194,10 +194,10 @@ class LSTM(_TorchCompatible, nn.LSTM):
         return self.default_heap or (panels_available(input) and self._loop_weights_fit())
 
     def _loop_weights_fit(self) -> bool:
-        """Whether every layer's W_ih and W_hh (one direction) fit ``LOOP_WEIGHT_BYTES``."""
+        """Whether every layer's W_ih and W_hh (one direction) fit ``LOOP_WEIGHT_BYTES``, as the
+        loops count them (:func:`rnnkit.kernels.lstm.fits_loop`)."""
         return all(
-            lstm_kernel.weight_bytes(p["weight_ih"], p["weight_hh"])
-            <= lstm_kernel.LOOP_WEIGHT_BYTES
+            lstm_kernel.fits_loop(p["weight_hh"], p["weight_ih"])
             for p in (self.layer_parameters(k, 0) for k in range(self.num_layers))
         )
 

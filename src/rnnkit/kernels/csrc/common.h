@@ -21,7 +21,7 @@ namespace rnnkit {
 using at::Tensor;
 
 // The recurrent GEMMs take w (N, K) and, from rnnkit.kernels.gemm.pack, either w in panels
-// (3-D, pack_panels; float32 where the build has AVX-512) or a oneDNN-packed weight (float32
+// (3-D, pack_panels; float32 where the build has a panel kernel: AVX-512 or AVX2) or a oneDNN-packed weight (float32
 // on CPU), or nothing (plain ATen).
 inline bool is_panels(const std::optional<Tensor>& w_packed) {
   return w_packed.has_value() && w_packed->dim() == 3;

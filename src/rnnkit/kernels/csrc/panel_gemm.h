@@ -23,8 +23,10 @@ constexpr int64_t kPanelWidth = 32;  // output columns per panel
 constexpr int64_t kPanelDepth = 256;  // K per pass: a panel's slice is 32 KiB
 
 #if defined(__AVX512F__)
+#define RNNKIT_PANEL_KERNEL 1
 // A register of 16 floats, and the masks that load and store its first n lanes.
 struct PanelVec {
+  static constexpr const char* kIsa = "avx512";
   using Reg = __m512;
   using Mask = __mmask16;
   static constexpr int64_t kLanes = 16;
@@ -40,8 +42,10 @@ struct PanelVec {
 };
 constexpr int64_t kPanelRows = 8;  // rows of x per register block: 8 x 2 accumulators
 #elif defined(__AVX2__) && defined(__FMA__)
+#define RNNKIT_PANEL_KERNEL 1
 // A register of 8 floats (AVX2), and the masks that load and store its first n lanes.
 struct PanelVec {
+  static constexpr const char* kIsa = "avx2";
   using Reg = __m256;
   using Mask = __m256i;
   static constexpr int64_t kLanes = 8;
@@ -61,14 +65,9 @@ struct PanelVec {
 constexpr int64_t kPanelRows = 6;
 #endif
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#define RNNKIT_PANEL_KERNEL 1
-#endif
-
-#if defined(__AVX512F__)
-constexpr const char* kPanelIsa = "avx512";
-#elif defined(RNNKIT_PANEL_KERNEL)
-constexpr const char* kPanelIsa = "avx2";
+#if defined(RNNKIT_PANEL_KERNEL)
+constexpr const char* kPanelIsa = PanelVec::kIsa;
+static_assert(kPanelRows >= 1 && kPanelRows <= 8, "panel_rows dispatches 1 to 8 rows");
 #else
 constexpr const char* kPanelIsa = "";  // no panel kernel in this build
 #endif
@@ -139,23 +138,22 @@ inline void panel_block(const float* __restrict__ A, int64_t lda,
   }
 }
 
-// panel_block over rows < kPanelRows and the panel's first width columns (one register block
+// panel_block over rows <= kPanelRows and the panel's first width columns (one register block
 // per kBlockColumns of them).
 inline void panel_rows(int64_t rows, const float* A, int64_t lda, const float* panel,
                        int64_t depth, float* C, int64_t ldc, int64_t width, bool accumulate) {
   for (int64_t j = 0; j < width; j += kBlockColumns) {
     const int64_t w = std::min(kBlockColumns, width - j);
     switch (rows) {
-#if defined(__AVX512F__)
       case 8: panel_block<8>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
       case 7: panel_block<7>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
-#endif
       case 6: panel_block<6>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
       case 5: panel_block<5>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
       case 4: panel_block<4>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
       case 3: panel_block<3>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
       case 2: panel_block<2>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
       case 1: panel_block<1>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      default: TORCH_CHECK(false, "panel_rows: ", rows, " rows; a block holds 1 to ", kPanelRows);
     }
   }
 }
