@@ -25,6 +25,8 @@ def use_onednn(t: Tensor) -> bool:
 # Batch sizes up to which the loops get panels: there the panel kernel is 1.01-3.7x oneDNN per
 # call (python -m benchmarks.ab_recurrent_gemm), at 256 rows 0.98-1.08x.
 PANEL_MAX_ROWS = 128
+# Output columns per panel: pack_panels' (P, K, PANEL_WIDTH) layout (kPanelWidth in the header).
+PANEL_WIDTH = 32
 
 
 def panels_available(t: Tensor) -> bool:

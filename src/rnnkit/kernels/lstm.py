@@ -96,9 +96,9 @@ def weight_bytes(*weights: Tensor | None) -> int:
 
 def fits_loop(w_hh: Tensor, w_ih: Tensor | None) -> bool:
     """Whether W_hh (4H, H) as :func:`gemm.pack` lays it out in panels (4H rounded up to whole
-    panels of 32 columns) plus W_ih, if given, fit ``LOOP_WEIGHT_BYTES``: the rule of
-    :func:`row_splits` and :func:`projects_in_loop`, from the weights before packing."""
-    rows = -(-w_hh.shape[0] // 32) * 32
+    panels of ``gemm.PANEL_WIDTH`` columns) plus W_ih, if given, fit ``LOOP_WEIGHT_BYTES``: the
+    rule of :func:`row_splits` and :func:`projects_in_loop`, from the weights before packing."""
+    rows = -(-w_hh.shape[0] // gemm.PANEL_WIDTH) * gemm.PANEL_WIDTH
     panels = rows * w_hh.shape[1] * w_hh.element_size()
     return panels + weight_bytes(w_ih) <= LOOP_WEIGHT_BYTES
 
