@@ -44,7 +44,7 @@ def forwards(B: int, T: int, I: int, H: int) -> dict[str, Callable[[bool], objec
         ),
         "GRU": lambda keep: gru.GRUFunction.apply(x, h0, *w_gru, None, [], keep),
         "LSTM, lengths": lambda keep: lstm.LSTMFunction.apply(
-            x, h0, h0, *w_lstm, None, None, batch_sizes, keep
+            x, h0, h0, *w_lstm, None, None, None, batch_sizes, keep
         ),
         "LSTM layer_norm": lambda keep: lstm_ln.LayerNormLSTMFunction.apply(
             x, h0, h0, *w_ln, None, None, [], keep

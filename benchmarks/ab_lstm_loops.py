@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         layer = own_kernel(rnnkit.LSTM(I, H, layers, bidirectional=bidirectional))
         x = torch.randn(T, B, I, generator=g)
         lengths = torch.randint(T // 4, T + 1, (B,), generator=g)
-        _, ih_packed, splits = lstm_kernel.loop_plan(B, layer.weight_hh_l0, layer.weight_ih_l0)
+        _, ih_packed, _, splits = lstm_kernel.loop_plan(
+            B, layer.weight_hh_l0, layer.weight_ih_l0, None
+        )
         chosen = (splits > 1, ih_packed is not None)
         check = functools.partial(outputs, layer, x, lengths)
         reference, *others = [variant(*c, check)() for c in combos]

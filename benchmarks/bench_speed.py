@@ -183,24 +183,33 @@ def inference(layer: nn.Module, x: torch.Tensor, **kwargs: Any) -> Callable[[], 
 
 
 LAYER_KINDS = {
-    # case kind -> (flop kind, torch.nn class, rnnkit class, constructor keywords)
+    # case kind -> (flop kind, torch.nn class, rnnkit class, constructor keywords; a callable
+    # keyword's value is computed from the Shape)
     "lstm": ("lstm", nn.LSTM, rnnkit.LSTM, {}),
     "bilstm": ("lstm", nn.LSTM, rnnkit.LSTM, {"bidirectional": True}),
+    "lstmp": ("lstm", nn.LSTM, rnnkit.LSTM, {"proj_size": lambda s: s.H // 2}),
     "gru": ("gru", nn.GRU, rnnkit.GRU, {}),
     "rnn_tanh": ("rnn", nn.RNN, rnnkit.RNN, {"nonlinearity": "tanh"}),
     "rnn_relu": ("rnn", nn.RNN, rnnkit.RNN, {"nonlinearity": "relu"}),
 }
 
 
+def layer_kwargs(kind: str, s: Shape) -> dict[str, Any]:
+    """The constructor keywords of a case kind at shape s."""
+    kwargs = LAYER_KINDS[kind][3]
+    return {k: v(s) if callable(v) else v for k, v in kwargs.items()}
+
+
 def layer_pair(
-    kind: str, s: Shape, bidirectional: bool = False, **ours_options: Any
-) -> tuple[nn.Module, nn.Module]:
+    kind: str, s: Shape, bidirectional: bool = False, dtype: torch.dtype = torch.float32,
+    **ours_options: Any,
+) -> tuple[nn.Module, nn.Module]:  # fmt: skip
     """(rnnkit layer, torch.nn layer) of one shape with the same weights."""
-    _, torch_cls, ours_cls, kwargs = LAYER_KINDS[kind]
-    kwargs = {**kwargs, "bidirectional": True} if bidirectional else kwargs
+    _, torch_cls, ours_cls, _ = LAYER_KINDS[kind]
+    kwargs = layer_kwargs(kind, s) | ({"bidirectional": True} if bidirectional else {})
     torch.manual_seed(0)
-    theirs = torch_cls(s.I, s.H, s.L, **kwargs)
-    ours = ours_cls(s.I, s.H, s.L, **kwargs, **ours_options)
+    theirs = torch_cls(s.I, s.H, s.L, **kwargs, dtype=dtype)
+    ours = ours_cls(s.I, s.H, s.L, **kwargs, **ours_options, dtype=dtype)
     ours.load_state_dict(theirs.state_dict(), strict=not ours_options)
     return ours, theirs
 
@@ -217,12 +226,15 @@ def own_kernel(layer: nn.Module, modes: tuple[str, ...] = ("train",)) -> nn.Modu
 
 
 def layer_case(kind: str, config: str, s: Shape, mode: str, extras: bool) -> Case:
-    flop_kind, _, _, kwargs = LAYER_KINDS[kind]
+    flop_kind = LAYER_KINDS[kind][0]
+    kwargs = layer_kwargs(kind, s)
     train = mode == "train"
     bidirectional = bool(kwargs.get("bidirectional"))
+    proj = kwargs.get("proj_size", 0)
     tokens = s.T * s.B
-    flops = gemm_flops(flop_kind, tokens, s.I, s.H, s.L, bidirectional, train=train)
-    label = f"{config} {s.describe()}{' bidir' if bidirectional else ''} {mode}"
+    flops = gemm_flops(flop_kind, tokens, s.I, s.H, s.L, bidirectional, proj, train=train)
+    label = f"{config} {s.describe()}{f' P={proj}' if proj else ''}"
+    label += f"{' bidir' if bidirectional else ''} {mode}"
 
     def build() -> list[Impl]:
         ours, theirs = layer_pair(kind, s)
@@ -235,7 +247,7 @@ def layer_case(kind: str, config: str, s: Shape, mode: str, extras: bool) -> Cas
             Impl("rnnkit", make(ours, x), tokens, flops),
             Impl("torch.nn", make(theirs, x), tokens, flops, reference=True),
         ]
-        if train and flop_kind == "lstm":
+        if train and kind in ("lstm", "bilstm"):  # a projected LSTM runs rnnkit's kernel anyway
             impls.insert(1, Impl(OWN_KERNEL, make(own_kernel(ours), x), tokens, flops))
         if extras:
             state = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}

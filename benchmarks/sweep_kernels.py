@@ -2,16 +2,18 @@
 measurement behind which kernel a plain ``rnnkit.LSTM``, ``GRU`` or ``RNN`` runs for each call
 (``rnnkit.layers.torch_compat``; for the LSTM also ``rnnkit.kernels.heap``).
 
-    python -m benchmarks.sweep_kernels [--kind lstm|gru|rnn_tanh|rnn_relu] [--mode train|infer]
-                                       [--heap warm|default] [--repeats 7] [--quick]
+    python -m benchmarks.sweep_kernels [--kind lstm|lstmp|gru|rnn_tanh|rnn_relu]
+                                       [--mode train|infer] [--heap warm|default]
+                                       [--dtype float32|float64] [--repeats 7] [--quick]
 
 For each shape (batch B, steps T, input I, hidden H, layers L, directions D) it times a call of
 the rnnkit layer forced onto its own C++ kernel and of the torch.nn layer with the same weights,
 interleaved (ABBA rounds, median): a whole training step (forward, ``sum().backward()``) or a
 forward without autograd. It prints torch.nn's time / rnnkit's (above 1: rnnkit's kernel is
-faster) and whether the recurrent GEMM runs on rnnkit's panel kernel at that batch size
-(``rnnkit.kernels.gemm.pack``). ``--heap warm`` (the default) reruns the script with glibc
-keeping freed memory (``bench_speed.WARM_HEAP``), as ``bench_speed`` does.
+faster) and whether the recurrent GEMM runs on rnnkit's panel kernel at that batch size and
+dtype (``rnnkit.kernels.gemm.pack``). ``lstmp`` is an LSTM with ``proj_size = H // 2``.
+``--heap warm`` (the default) reruns the script with glibc keeping freed memory
+(``bench_speed.WARM_HEAP``), as ``bench_speed`` does.
 """
 
 from __future__ import annotations
@@ -39,17 +41,18 @@ SHAPES = [  # (shape, bidirectional): batch sizes at H=256, hidden sizes at B=32
 QUICK = [(Shape(B=8, T=6, I=5, H=16, L=2), True)]
 
 
-def uses_panels(batch_size: int) -> bool:
-    """Whether the loops get the panel kernel's weight at this batch size."""
-    return batch_size <= gemm.PANEL_MAX_ROWS and gemm.panels_available(torch.zeros(1))
+def uses_panels(batch_size: int, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the loops get the panel kernel's weight at this batch size and dtype."""
+    return batch_size <= gemm.PANEL_MAX_ROWS and gemm.panels_available(torch.zeros(1, dtype=dtype))
 
 
 def measure(
-    kind: str, s: Shape, bidirectional: bool, mode: str, repeats: int
-) -> tuple[float, float]:
+    kind: str, s: Shape, bidirectional: bool, mode: str, repeats: int,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[float, float]:  # fmt: skip
     """(rnnkit's kernel, torch.nn) median seconds of a call."""
-    ours, theirs = layer_pair(kind, s, bidirectional)
-    x = torch.randn(s.T, s.B, s.I)
+    ours, theirs = layer_pair(kind, s, bidirectional, dtype)
+    x = torch.randn(s.T, s.B, s.I, dtype=dtype)
     make = train_step if mode == "train" else inference
     if mode == "infer":
         ours.eval()
@@ -65,9 +68,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.sweep_kernels", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--kind", choices=("lstm", "gru", "rnn_tanh", "rnn_relu"), default="lstm")
+    parser.add_argument(
+        "--kind", choices=("lstm", "lstmp", "gru", "rnn_tanh", "rnn_relu"), default="lstm"
+    )
     parser.add_argument("--mode", choices=("train", "infer"), default="train")
     parser.add_argument("--heap", choices=("default", "warm"), default="warm")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per shape")
     parser.add_argument("--quick", action="store_true", help="one tiny shape: a smoke test")
     args = parser.parse_args(argv)
@@ -75,14 +81,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
         return []
     what = "training step (forward + sum().backward())" if args.mode == "train" else "inference"
     print(machine_description())
-    print(f"{args.kind} {what}; heap: {args.heap}; median of {args.repeats} interleaved rounds; "
-          "ratio = torch.nn ms / rnnkit ms")  # fmt: skip
+    dtype = getattr(torch, args.dtype)
+    print(f"{args.kind} {what}, {args.dtype}; heap: {args.heap}; median of {args.repeats} "
+          "interleaved rounds; ratio = torch.nn ms / rnnkit ms")  # fmt: skip
     print(f"{'B':>4} {'T':>4} {'I':>5} {'H':>5} {'L':>2} {'D':>2} {'panels':>6} "
           f"{'rnnkit ms':>10} {'torch.nn ms':>12} {'ratio':>6}")  # fmt: skip
     rows = []
     for s, bidirectional in QUICK if args.quick else SHAPES:
-        ours, theirs = measure(args.kind, s, bidirectional, args.mode, args.repeats)
-        panels = uses_panels(s.B)
+        ours, theirs = measure(args.kind, s, bidirectional, args.mode, args.repeats, dtype)
+        panels = uses_panels(s.B, dtype)
         D = 2 if bidirectional else 1
         shape = f"{s.B:>4} {s.T:>4} {s.I:>5} {s.H:>5} {s.L:>2} {D:>2}"
         times = f"{ours * 1e3:>10.2f} {theirs * 1e3:>12.2f} {theirs / ours:>5.2f}x"

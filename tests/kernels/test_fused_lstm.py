@@ -24,7 +24,18 @@ OPTIONS = [
     {"layer_norm": True, "peephole": True, "recurrent_dropout": 0.2},
     {"layer_norm": True, "bias": False},
     {"bias": False, "peephole": True},
+    {"proj_size": 3},
+    {"proj_size": 6, "peephole": True, "recurrent_dropout": 0.3},
+    {"proj_size": 4, "bias": False},
 ]
+
+
+def initial_state(layer, batch, dtype=torch.float32):
+    """Random (h0, c0) for layer: h0 (L*D, B, P or H), c0 (L*D, B, H)."""
+    n = layer.num_layers * (2 if layer.bidirectional else 1)
+    h_size = layer.proj_size or layer.hidden_size
+    return (torch.randn(n, batch, h_size, dtype=dtype),
+            torch.randn(n, batch, layer.hidden_size, dtype=dtype))  # fmt: skip
 
 
 def run_and_grad(layer, x, hx, lengths, seed=1):
@@ -61,10 +72,7 @@ def test_fused_equals_reference_loop_float64(options, bidirectional, batch_first
     x = torch.randn(
         (B, T, 5) if batch_first else (T, B, 5), dtype=torch.float64, requires_grad=True
     )
-    hx = (
-        torch.randn(2 * D, B, 8, dtype=torch.float64),
-        torch.randn(2 * D, B, 8, dtype=torch.float64),
-    )
+    hx = initial_state(layer, B, torch.float64)
     lens = torch.tensor([9, 3, 0, 6, 9]) if lengths == "ragged" else torch.full((B,), T)
     fast = run_and_grad(layer, x, hx, lens)
     with rnnkit.reference_implementation():
@@ -81,7 +89,7 @@ def test_weight_gradients_in_blocks_of_one_step(options, lengths, monkeypatch, c
     monkeypatch.setattr(lstm_kernel, "CHUNK_BYTES", 1)
     layer = rnnkit.LSTM(5, 8, 2, dtype=torch.float64, **options).train()
     x = torch.randn(9, 5, 5, dtype=torch.float64, requires_grad=True)
-    hx = (torch.randn(2, 5, 8, dtype=torch.float64), torch.randn(2, 5, 8, dtype=torch.float64))
+    hx = initial_state(layer, 5, torch.float64)
     lens = torch.tensor([9, 3, 0, 6, 9]) if lengths == "ragged" else torch.full((5,), 9)
     fast = run_and_grad(layer, x, hx, lens)
     with rnnkit.reference_implementation():
@@ -126,7 +134,7 @@ def test_row_splits_give_the_numbers_of_shared_steps(options, splits, lengths, m
     for splits is an error that says so."""
     layer = rnnkit.LSTM(5, 24, bidirectional=True, **options).train()
     x = torch.randn(9, 7, 5, requires_grad=True)
-    hx = (torch.randn(2, 7, 24), torch.randn(2, 7, 24))
+    hx = initial_state(layer, 7)
     lens = torch.tensor([9, 3, 0, 6, 9, 1, 8]) if lengths == "ragged" else torch.full((7,), 9)
     shared = run_and_grad(layer, x, hx, lens)
     with torch.no_grad():
@@ -156,7 +164,7 @@ def test_projection_in_the_loop_equals_one_gemm_before_it(options, splits, monke
     ragged lengths. Without the panel kernel the loop never projects."""
     layer = rnnkit.LSTM(5, 24, bidirectional=True, **options).train()
     x = torch.randn(9, 7, 5, requires_grad=True)
-    hx = (torch.randn(2, 7, 24), torch.randn(2, 7, 24))
+    hx = initial_state(layer, 7)
     lens = torch.tensor([9, 3, 0, 6, 9, 1, 8])
     monkeypatch.setattr(lstm_kernel, "row_splits", lambda *args: splits)
     if not gemm.panels_available(x):
@@ -209,7 +217,7 @@ def test_the_loop_rules(monkeypatch):
     if panels is None or panels.dim() != 3:  # no panel kernel in this build: neither
         assert lstm_kernel.row_splits(64, panels) == 1
         assert not lstm_kernel.projects_in_loop(panels, w_ih)
-        assert lstm_kernel.loop_plan(64, w_hh, w_ih)[1:] == (None, 1)
+        assert lstm_kernel.loop_plan(64, w_hh, w_ih, None)[1:] == (None, None, 1)
         return
     assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS, panels, w_ih) == 2
     assert lstm_kernel.row_splits(2 * lstm_kernel.SPLIT_MIN_ROWS - 1, panels) == 1
@@ -222,13 +230,13 @@ def test_the_loop_rules(monkeypatch):
     monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", size)  # both fit, just
     assert lstm_kernel.projects_in_loop(panels, w_ih)
     assert lstm_kernel.row_splits(64, panels, w_ih) == 2
-    packed, ih_packed, splits = lstm_kernel.loop_plan(64, w_hh, w_ih)
+    packed, ih_packed, _, splits = lstm_kernel.loop_plan(64, w_hh, w_ih, None)
     assert torch.equal(packed, panels) and ih_packed.dim() == 3 and splits == 2
     monkeypatch.setattr(lstm_kernel, "LOOP_WEIGHT_BYTES", size - 1)  # W_hh's alone fit
     assert not lstm_kernel.projects_in_loop(panels, w_ih)
     assert lstm_kernel.row_splits(64, panels, w_ih) == 1
     assert lstm_kernel.row_splits(64, panels) == 2
-    assert lstm_kernel.loop_plan(64, w_hh, w_ih)[1:] == (None, 2)
+    assert lstm_kernel.loop_plan(64, w_hh, w_ih, None)[1:] == (None, None, 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert lstm_kernel.row_splits(64, panels) == 1
 
@@ -275,7 +283,7 @@ def test_a_batch_of_empty_sequences(options, calls):
     reaches the weight-gradient GEMMs)."""
     layer = rnnkit.LSTM(5, 8, dtype=torch.float64, **options).train()
     x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
-    hx = (torch.randn(1, 3, 8, dtype=torch.float64), torch.randn(1, 3, 8, dtype=torch.float64))
+    hx = initial_state(layer, 3, torch.float64)
     lens = torch.zeros(3, dtype=torch.long)
     fast = run_and_grad(layer, x, hx, lens)
     with rnnkit.reference_implementation():
@@ -320,8 +328,13 @@ def test_gradcheck_of_the_lstm_functions():
     mask = torch.bernoulli(torch.full((B, H), 0.7, dtype=torch.float64)) / 0.7
     sizes = [3, 3, 2, 1]
     assert torch.autograd.gradcheck(
-        lambda *a: lstm_kernel.LSTMFunction.apply(*a, mask, sizes, True),
+        lambda *a: lstm_kernel.LSTMFunction.apply(*a, None, mask, sizes, True),
         (x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep),
+    )
+    P = 2  # with a projection: h0 (B, P), W_hh (4H, P), W_hr (P, H)
+    assert torch.autograd.gradcheck(
+        lambda *a: lstm_kernel.LSTMFunction.apply(*a, mask[:, :P].contiguous(), sizes, True),
+        (x, rand(B, P), c0, w_ih, rand(4 * H, P), b_ih, b_hh, peep, rand(P, H)),
     )
     g_ih, g_hh, g_c, b_c = rand(4 * H), rand(4 * H), rand(H), rand(H)
     assert torch.autograd.gradcheck(
@@ -389,6 +402,38 @@ def test_which_kernel_plain_lstm_training_runs(default_heap, monkeypatch, calls)
     assert runs_rnnkits(1)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("batch", [1, 6])
+def test_projected_lstm_runs_rnnkits_kernel_with_torch_nns_numbers(dtype, batch, calls):
+    """A plain projected LSTM (proj_size; torch.nn has no oneDNN kernel for it) trains with
+    rnnkit's kernel at any batch size, and infers with it where the panel kernel applies
+    (float32 on an AVX-512 or AVX2 build), else with torch.nn's. Loaded with a torch.nn.LSTM's
+    state_dict it gives torch.nn's outputs, final state and gradients."""
+    torch.manual_seed(0)
+    theirs = torch.nn.LSTM(5, 8, 2, proj_size=3, bidirectional=True, dtype=dtype)
+    ours = rnnkit.LSTM(5, 8, 2, proj_size=3, bidirectional=True, dtype=dtype)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(7, batch, 5, dtype=dtype)
+    hx = initial_state(ours, batch, dtype)
+
+    def outputs_and_gradients(layer):
+        y, (h, c) = layer(x, hx)
+        loss = (y * torch.linspace(-1, 1, y.numel(), dtype=dtype).view_as(y)).sum()
+        loss = loss + h.sum() + (c * c).sum()
+        return [y, h, c, *torch.autograd.grad(loss, list(layer.parameters()))]
+
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    for i, (a, b) in enumerate(
+        zip(outputs_and_gradients(ours), outputs_and_gradients(theirs), strict=True)
+    ):
+        assert_close(a, b, tolerance * max(1.0, b.abs().max().item()), f"tensor {i}")
+    assert calls["lstm"] == 4  # 2 layers x 2 directions
+    with torch.no_grad():
+        inferred = ours(x, hx)
+        assert_close(inferred[0], theirs(x, hx)[0], tolerance)
+    assert calls["lstm"] == (8 if gemm.panels_available(x) else 4)
+
+
 def test_backend_reports_each_kernel():
     report = rnnkit.backend()
     assert set(report) == {*kernels.KERNELS, "stream", "plain layers"}
@@ -411,6 +456,8 @@ def test_backend_reports_each_kernel():
         )
     else:
         lstm = "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
+    lstm += "; with proj_size, rnnkit's kernel to train, and to infer where the panel kernel "
+    lstm += "applies"
     assert report["plain layers"] == (
         f"RNN: rnnkit's kernel to train and infer; LSTM: {lstm}; GRU: rnnkit's kernel to train "
         "and infer (rnnkit-only options and lengths=: rnnkit's)"

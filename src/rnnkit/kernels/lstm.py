@@ -94,55 +94,67 @@ def weight_bytes(*weights: Tensor | None) -> int:
     return sum(w.numel() * w.element_size() for w in weights if w is not None)
 
 
-def fits_loop(w_hh: Tensor, w_ih: Tensor | None) -> bool:
-    """Whether W_hh (4H, H) as :func:`gemm.pack` lays it out in panels (4H rounded up to whole
-    panels of ``gemm.PANEL_WIDTH`` columns) plus W_ih, if given, fit ``LOOP_WEIGHT_BYTES``: the
-    rule of :func:`row_splits` and :func:`projects_in_loop`, from the weights before packing."""
-    rows = -(-w_hh.shape[0] // gemm.PANEL_WIDTH) * gemm.PANEL_WIDTH
-    panels = rows * w_hh.shape[1] * w_hh.element_size()
-    return panels + weight_bytes(w_ih) <= LOOP_WEIGHT_BYTES
+def panel_bytes(weight: Tensor | None) -> int:
+    """Bytes of weight (N, K) as :func:`gemm.pack` lays it out in panels: N rounded up to whole
+    panels of ``gemm.PANEL_WIDTH`` columns (none for None)."""
+    if weight is None:
+        return 0
+    rows = -(-weight.shape[0] // gemm.PANEL_WIDTH) * gemm.PANEL_WIDTH
+    return rows * weight.shape[1] * weight.element_size()
 
 
-def row_splits(batch_size: int, packed: Tensor | None, w_ih: Tensor | None = None) -> int:
+def fits_loop(w_hh: Tensor, w_ih: Tensor | None, w_hr: Tensor | None = None) -> bool:
+    """Whether W_hh (4H, R) and W_hr (P, H), if given, in panels, plus W_ih, if given, fit
+    ``LOOP_WEIGHT_BYTES``: the rule of :func:`row_splits` and :func:`projects_in_loop`, from the
+    weights before packing."""
+    return panel_bytes(w_hh) + panel_bytes(w_hr) + weight_bytes(w_ih) <= LOOP_WEIGHT_BYTES
+
+
+def row_splits(batch_size: int, packed: Tensor | None, *others: Tensor | None) -> int:
     """How many row splits the LSTM loops run side by side for a batch of batch_size rows, a
-    recurrent weight from :func:`gemm.pack` and W_ih if the loop projects the input: every
-    thread one split where the panel kernel runs, each gets ``SPLIT_MIN_ROWS`` rows or more and
-    the weights fit ``LOOP_WEIGHT_BYTES``, else 1 (every step shared)."""
+    recurrent weight from :func:`gemm.pack` and the other weights the loop reads every step (W_ih
+    if it projects the input, W_hr's panels with a projection): every thread one split where
+    the panel kernel runs, each gets ``SPLIT_MIN_ROWS`` rows or more and the weights fit
+    ``LOOP_WEIGHT_BYTES``, else 1 (every step shared)."""
     threads = torch.get_num_threads()
     if packed is None or packed.dim() != 3 or threads < 2:
         return 1
-    if weight_bytes(packed, w_ih) > LOOP_WEIGHT_BYTES:
+    if weight_bytes(packed, *others) > LOOP_WEIGHT_BYTES:
         return 1
     return threads if batch_size >= SPLIT_MIN_ROWS * threads else 1
 
 
-def projects_in_loop(packed: Tensor | None, w_ih: Tensor) -> bool:
+def projects_in_loop(packed: Tensor | None, w_ih: Tensor, hr_packed: Tensor | None = None) -> bool:
     """Whether the C++ loop computes each step's input projection itself, x_t W_ih^T in the same
     panel-kernel GEMM as h_{t-1} W_hh^T, instead of one GEMM over all steps before the loop
     (whose (N, 4H) result is written out and read back): wherever the recurrent weight is in
-    panels (``packed``, from :func:`gemm.pack`) and both weights fit ``LOOP_WEIGHT_BYTES``,
+    panels (``packed``, from :func:`gemm.pack`) and the weights (with W_hr's panels, if given)
+    fit ``LOOP_WEIGHT_BYTES``,
     whatever the batch size, so that a row's numbers do not depend on how many rows share its
     batch (one process or several under DDP give the same weights). From 8 rows, whole training
     steps 1.00-1.27x; at 4 rows 0.91-1.03x (``python -m benchmarks.ab_lstm_loops``)."""
     if packed is None or packed.dim() != 3:
         return False
-    return weight_bytes(packed, w_ih) <= LOOP_WEIGHT_BYTES
+    return weight_bytes(packed, w_ih, hr_packed) <= LOOP_WEIGHT_BYTES
 
 
 def loop_plan(
-    batch_size: int, w_hh: Tensor, w_ih: Tensor
-) -> tuple[Tensor | None, Tensor | None, int]:
+    batch_size: int, w_hh: Tensor, w_ih: Tensor, w_hr: Tensor | None
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, int]:
     """How the forward loop runs a batch of batch_size rows: (W_hh as :func:`gemm.pack` lays it
-    out, W_ih's panels where the loop projects the input (None: one GEMM before the loop), row
-    splits)."""
+    out, W_ih's panels where the loop projects the input (None: one GEMM before the loop), W_hr
+    laid out likewise (None without a projection), row splits)."""
     packed = gemm.pack(w_hh, batch_size)
-    project = projects_in_loop(packed, w_ih)
+    hr_packed = None if w_hr is None else gemm.pack(w_hr, batch_size)
+    project = projects_in_loop(packed, w_ih, hr_packed)
     ih_packed = gemm.pack(w_ih, batch_size) if project else None
-    return packed, ih_packed, row_splits(batch_size, packed, w_ih if project else None)
+    splits = row_splits(batch_size, packed, w_ih if project else None, hr_packed)
+    return packed, ih_packed, hr_packed, splits
 
 
 class LSTMFunction(torch.autograd.Function):
-    """(x (T, B, I), h0, c0 (B, H), weights...) -> (h_all (T, B, H), h_n, c_n).
+    """(x (T, B, I), h0 (B, R), c0 (B, H), weights...) -> (h_all (T, B, R), h_n, c_n); R is the
+    projection's size P with W_hr (P, H), else H.
 
     The batch is sorted by decreasing length and ``batch_sizes[t]`` rows are active at step t
     (all B when ``batch_sizes`` is empty). Only active rows are projected, kept for backward and
@@ -150,7 +162,9 @@ class LSTMFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x, h0, c0, w_ih, w_hh, b_ih, b_hh, peephole, mask, batch_sizes, keep):
+    def forward(
+        ctx: Any, x, h0, c0, w_ih, w_hh, b_ih, b_hh, peephole, w_hr, mask, batch_sizes, keep
+    ):
         # keep: what backward needs, only when there will be one (autograd on)
         ext = load_extension("lstm")
         T, B, I = x.shape
@@ -159,46 +173,50 @@ class LSTMFunction(torch.autograd.Function):
         if rows is not None:
             x_rows = x_rows.index_select(0, rows)  # (N, I)
         bias = None if b_ih is None else b_ih + b_hh
-        H = w_hh.shape[1]
-        packed, ih_packed, splits = loop_plan(B, w_hh, w_ih)
+        H, R = c0.shape[1], h0.shape[1]
+        packed, ih_packed, hr_packed, splits = loop_plan(B, w_hh, w_ih, w_hr)
         if ih_packed is not None:  # xp: the biases alone; the loop projects x_rows
             xp = bias if bias is not None else x.new_zeros(4 * H)
             x_rows = x_rows.contiguous()
         else:
             xp = gemm.linear(x_rows, w_ih, bias)  # (N, 4H)
         N = x_rows.shape[0]
-        S, R = (T, N) if keep else (1, B)  # steps and rows the buffers hold
+        S, K = (T, N) if keep else (1, B)  # steps and rows the buffers hold
         c_all = saved("lstm.c_all", (S, B, H), xp, keep)
-        gates = saved("lstm.gates", (R, 4 * H), xp, keep)
+        gates = saved("lstm.gates", (K, 4 * H), xp, keep)
         # each step's GEMM input, kept for the weight gradient where it is not a slice of h_all
-        h_in = None if mask is None and rows is None else saved("lstm.h_in", (R, H), xp, keep)
+        h_in = None if mask is None and rows is None else saved("lstm.h_in", (K, R), xp, keep)
+        # with a projection, o * tanh(c_t) of each row, which W_hr's weight gradient reads
+        h_pre = None if w_hr is None else saved("lstm.h_pre", (K, H), xp, keep)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, packed, peephole, mask, batch_sizes,
             c_all, gates, h_in, keep, splits,
-            x_rows if ih_packed is not None else None, ih_packed,
+            x_rows if ih_packed is not None else None, ih_packed, w_hr, hr_packed, h_pre,
         )  # fmt: skip
         if keep:
             ctx.save_for_backward(
-                x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates, h_in
-            )
+                x_rows, rows, h0, c0, w_ih, w_hh, peephole, w_hr, mask, h_all, c_all, gates,
+                h_in, h_pre,
+            )  # fmt: skip
         ctx.batch_sizes, ctx.has_bias, ctx.x_shape = batch_sizes, b_ih is not None, x.shape
         return h_all, h_n, c_n
 
     @staticmethod
     def backward(ctx: Any, d_h_all, d_h_n, d_c_n):
-        x_rows, rows, h0, c0, w_ih, w_hh, peephole, mask, h_all, c_all, gates, h_in = (
-            ctx.saved_tensors
-        )
+        (x_rows, rows, h0, c0, w_ih, w_hh, peephole, w_hr, mask, h_all, c_all, gates, h_in,
+         h_pre) = ctx.saved_tensors  # fmt: skip
         ext = load_extension("lstm")
         T, B, I = ctx.x_shape
-        N = gates.shape[0]
+        N, R = gates.shape[0], h0.shape[1]
         packed = gemm.pack(w_hh.t(), B)
+        hr_packed = None if w_hr is None else gemm.pack(w_hr.t(), B)
+        d_r = None if w_hr is None else scratch("lstm.d_r", (N, R), gates)
         # d_b: d_gates summed over rows in the loop (None without biases); b_ih, b_hh share it
         d_gates, d_h0, d_c0, d_peephole, d_b = ext.lstm_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), d_c_n.contiguous(), gates, c_all,
             c0.contiguous(), w_hh, packed, peephole, mask, ctx.batch_sizes,
             scratch("lstm.d_gates", (N, gates.shape[1]), gates), ctx.has_bias,
-            row_splits(B, packed),
+            row_splits(B, packed, hr_packed), w_hr, hr_packed, d_r,
         )  # fmt: skip
         d_x = None
         if ctx.needs_input_grad[0]:
@@ -208,15 +226,16 @@ class LSTMFunction(torch.autograd.Function):
             d_x = d_x_rows.view(T, B, I)
         d_w_ih, d_w_hh = weight_gradients(
             d_gates, [lambda n0, n1: [x_rows[n0:n1]], previous_states(h0, h_all, h_in)],
-            [I, w_hh.shape[1]], B,
+            [I, R], B,
         )  # fmt: skip
-        return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, None, None, None
+        d_w_hr = None
+        if w_hr is not None:
+            (d_w_hr,) = weight_gradients(d_r, [lambda n0, n1: [h_pre[n0:n1]]], [h_pre.shape[1]], B)
+        return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, d_w_hr, None, None, None
 
 
 def applies(equations: Any) -> bool:
-    return isinstance(equations, LSTMEquations) and not (
-        equations.layer_norm or equations.proj_size
-    )
+    return isinstance(equations, LSTMEquations) and not equations.layer_norm
 
 
 def run(
@@ -225,6 +244,6 @@ def run(
 ) -> tuple[Tensor, LSTMState]:  # fmt: skip
     h_all, h_n, c_n = LSTMFunction.apply(
         x, state.h, state.c, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"),
-        p.get("weight_peephole"), mask, batch_sizes, torch.is_grad_enabled(),
+        p.get("weight_peephole"), p.get("weight_hr"), mask, batch_sizes, torch.is_grad_enabled(),
     )  # fmt: skip
     return h_all, LSTMState(h_n, c_n)

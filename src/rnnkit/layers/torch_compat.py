@@ -185,24 +185,35 @@ class LSTM(_TorchCompatible, nn.LSTM):
     # panel kernel existed).
     TRAIN_MIN_ROWS = 4
     default_heap = glibc_default_heap()  # read once, at import
+    # A projected LSTM (proj_size) has no oneDNN kernel in torch.nn, whose general one runs
+    # instead. rnnkit's trained 2.5-3.8x as fast at every batch size and on both heaps, and
+    # inferred 1.4-3.7x as fast where the panel kernel applies. Without it (float64, or a
+    # build without AVX2) rnnkit's still trained 1.1-2.7x as fast but inferred at 0.53-0.88x
+    # (python -m benchmarks.sweep_kernels --kind lstmp --mode train|infer [--dtype float64]).
+    # PROVISIONAL
 
     def _fused_is_faster(self, mode: str, input: Tensor, batch_size: int) -> bool:
         if mode in self.fused_beats_torch:
             return True
+        if self.proj_size:
+            return mode == "train" or panels_available(input)
         if mode != "train" or batch_size < self.TRAIN_MIN_ROWS:
             return False
         return self.default_heap or (panels_available(input) and self._loop_weights_fit())
 
     def _loop_weights_fit(self) -> bool:
-        """Whether every layer's W_ih and W_hh (one direction) fit ``LOOP_WEIGHT_BYTES``, as the
-        loops count them (:func:`rnnkit.kernels.lstm.fits_loop`)."""
+        """Whether every layer's W_ih, W_hh and W_hr (one direction) fit ``LOOP_WEIGHT_BYTES``, as
+        the loops count them (:func:`rnnkit.kernels.lstm.fits_loop`)."""
         return all(
-            lstm_kernel.fits_loop(p["weight_hh"], p["weight_ih"])
+            lstm_kernel.fits_loop(p["weight_hh"], p["weight_ih"], p.get("weight_hr"))
             for p in (self.layer_parameters(k, 0) for k in range(self.num_layers))
         )
 
     @classmethod
     def kernel_choice(cls) -> str:
+        projected = (
+            "with proj_size, rnnkit's kernel to train, and to infer where the panel kernel applies"
+        )
         if cls.default_heap:
             why = "glibc's default heap"
         elif panels_available(torch.zeros(1)):
@@ -211,10 +222,13 @@ class LSTM(_TorchCompatible, nn.LSTM):
                 f"W_ih and W_hh within {lstm_kernel.LOOP_WEIGHT_BYTES >> 20} MiB"
             )
         else:
-            return "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
+            return (
+                "torch.nn's to train and infer (a heap that keeps freed memory, no panel "
+                f"kernel); {projected}"
+            )
         return (
             f"rnnkit's kernel to train from {cls.TRAIN_MIN_ROWS} rows ({why}), else torch.nn's; "
-            "torch.nn's to infer"
+            f"torch.nn's to infer; {projected}"
         )
 
     def __init__(

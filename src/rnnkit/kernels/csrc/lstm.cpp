@@ -40,11 +40,11 @@ inline void lstm_forward_row(const scalar_t* __restrict__ hh, const scalar_t* __
   }
 }
 
-// One row of the backward gate math: from d h_t (output gradient d_out plus the carried d_h)
-// and the carried d c_t, the pre-activation gradients d_gates and d c_{t-1} (into d_c).
+// One row of the backward gate math: from d h_t (output gradient d_out, plus the carried d_h if
+// kCarried; with a projection d_out is already the whole d h_t) and the carried d c_t, the pre-activation gradients d_gates and d c_{t-1} (into d_c).
 // d_peep, d_bias: this thread's running sums of the peephole gradients (3H), if kPeephole, and
 // of d_gates itself, the bias gradient (4H), if kBias (added while the row is in registers).
-template <bool kPeephole, bool kBias, typename scalar_t>
+template <bool kPeephole, bool kBias, bool kCarried, typename scalar_t>
 inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ c,
                               const scalar_t* __restrict__ c_prev,
                               const scalar_t* __restrict__ d_out,
@@ -56,7 +56,7 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
   for (int64_t j = 0; j < H; ++j) {
     const scalar_t i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
     const scalar_t tc = tanh_(c[j]);
-    const scalar_t dh = d_out[j] + d_h[j];
+    const scalar_t dh = kCarried ? d_out[j] + d_h[j] : d_out[j];
     const scalar_t do_pre = dh * tc * o * (1 - o);
     scalar_t dc = d_c[j] + dh * o * (1 - tc * tc);
     if constexpr (kPeephole) dc += do_pre * w_peep[2 * H + j];
@@ -90,15 +90,18 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
 // active rows of x, packed the same way) and w_ih_packed (W_ih in panels, as w_hh_packed):
 // xp is the biases alone (4H), and each step's GEMM computes x_t W_ih^T + h_{t-1} W_hh^T into
 // the same rows, so the projection of all steps is never written out and read back.
-// h0, c0: (B, H); w_hh: (4H, H);
-// peephole: (3, H) rows c->i, c->f, c->o; mask: (B, H) recurrent dropout, applied to h_{t-1}
-// where it enters w_hh. Returns h_all, c_all (T, B, H) (zeros at inactive rows), gates
+// R is the width of h: H, or P with a projection w_hr (P, H) (torch.nn's proj_size): then
+// h_t = W_hr (o * tanh(c_t)), one more GEMM per step, and o * tanh(c_t) of each row is written
+// into h_pre (packed like gates), which the weight gradient of W_hr reads back.
+// h0: (B, R); c0: (B, H); w_hh: (4H, R);
+// peephole: (3, H) rows c->i, c->f, c->o; mask: (B, R) recurrent dropout, applied to h_{t-1}
+// where it enters w_hh. Returns h_all (T, B, R), c_all (T, B, H) (zeros at inactive rows), gates
 // (N, 4H) (activated i, f, g, o, packed like xp), h_n, c_n. c_all and gates are written into
-// the caller's buffers (kept for backward, reused across calls by the caller). h_in (N, H),
+// the caller's buffers (kept for backward, reused across calls by the caller). h_in (N, R),
 // required with a mask: each step's GEMM input (the active rows of h_{t-1}, masked) is written
 // there, packed like xp, for the weight gradient to read back. Without keep_for_backward
-// nothing is kept: c_all is (1, B, H), gates (B, 4H) and h_in (B, H), one step at a time.
-// splits: see check_splits (common.h).
+// nothing is kept: c_all is (1, B, H), gates (B, 4H), h_in (B, R) and h_pre (B, H), one step at
+// a time. splits: see check_splits (common.h).
 std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                  const std::optional<Tensor>& peephole,
@@ -107,8 +110,12 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
                                  Tensor gates, const std::optional<Tensor>& h_in,
                                  bool keep_for_backward, int64_t splits,
                                  const std::optional<Tensor>& x_rows,
-                                 const std::optional<Tensor>& w_ih_packed) {
-  const int64_t B = h0.size(0), H = c0.size(1), N = x_rows ? x_rows->size(0) : xp.size(0);
+                                 const std::optional<Tensor>& w_ih_packed,
+                                 const std::optional<Tensor>& w_hr,
+                                 const std::optional<Tensor>& w_hr_packed,
+                                 const std::optional<Tensor>& h_pre) {
+  const int64_t B = h0.size(0), H = c0.size(1), R = h0.size(1);
+  const int64_t N = x_rows ? x_rows->size(0) : xp.size(0);
   TORCH_CHECK(!x_rows || (x_rows->dim() == 2 && x_rows->is_contiguous() &&
                           is_panels(w_hh_packed) && is_panels(w_ih_packed) && xp.dim() == 1 &&
                           xp.size(0) == 4 * H),
@@ -122,15 +129,25 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
                   gates.is_contiguous() && gates.sizes() == at::IntArrayRef({kept_rows, 4 * H}),
               "lstm_forward: c_all must be a contiguous (", steps, ", B, H) tensor and gates (",
               kept_rows, ", 4H)");
-  TORCH_CHECK(!mask || h_in, "lstm_forward: a mask needs the h_in buffer");
+  TORCH_CHECK(!mask || (h_in && mask->is_contiguous() &&
+                        mask->sizes() == at::IntArrayRef({B, R})),
+              "lstm_forward: a mask must be a contiguous (B, R) tensor and needs the h_in buffer");
   TORCH_CHECK(!h_in ||
-                  (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({kept_rows, H})),
-              "lstm_forward: h_in must be a contiguous (", kept_rows, ", H) tensor");
-  auto h_all = at::empty({T, B, H}, h0.options());
+                  (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({kept_rows, R})),
+              "lstm_forward: h_in must be a contiguous (", kept_rows, ", R) tensor");
+  TORCH_CHECK(w_hr ? (w_hr->sizes() == at::IntArrayRef({R, H}) && h_pre &&
+                      h_pre->is_contiguous() &&
+                      h_pre->sizes() == at::IntArrayRef({kept_rows, H}))
+                   : R == H,
+              "lstm_forward: with a projection, w_hr must be (R, H) for h0 (B, R) and h_pre a "
+              "contiguous (", kept_rows, ", H) tensor; without one, h0 must be (B, H)");
+  check_splits(splits, w_hh_packed);
+  TORCH_CHECK(splits == 1 || !w_hr || is_panels(w_hr_packed),
+              "lstm_forward: row splits need the projection's weight in panels too");
+  auto h_all = at::empty({T, B, R}, h0.options());
   auto h = h0.clone();
   auto c = c0.clone();
   auto pre_rows = at::empty({B, 4 * H}, h0.options());  // a step's GEMM output (+ xp: gates)
-  check_splits(splits, w_hh_packed);
   const int64_t S = splits, I = x_rows ? x_rows->size(1) : 0;
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_lstm_forward", [&] {
     const scalar_t* w_peep = peephole ? peephole->data_ptr<scalar_t>() : nullptr;
@@ -144,25 +161,27 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
     const auto panel_step = [&](const scalar_t* x, int64_t ldx, const scalar_t* h, int64_t ldh,
                                 int64_t m, scalar_t* out, int64_t ldo) {
       if (X) panel_gemm(x, m, I, ldx, w_ih_packed->data_ptr<float>(), 4 * H, out, ldo, false);
-      panel_gemm(h, m, H, ldh, w_hh_packed->data_ptr<float>(), 4 * H, out, ldo, X != nullptr);
+      panel_gemm(h, m, R, ldh, w_hh_packed->data_ptr<float>(), 4 * H, out, ldo, X != nullptr);
     };
     // The gate math of step t (packed rows from offset, kept rows from kept) for rows
-    // b = first, first + stride, ... < end.
+    // b = first, first + stride, ... < end: o * tanh(c) goes to h_all and the state, or with a
+    // projection to h_pre (projected after).
     const auto gate_rows = [&](int64_t t, int64_t offset, int64_t kept, int64_t first,
                                int64_t end, int64_t stride) {
-      scalar_t* Ht = h_all.data_ptr<scalar_t>() + t * B * H;
+      scalar_t* Ht = h_all.data_ptr<scalar_t>() + t * B * R;
       scalar_t* Ct = c_all.data_ptr<scalar_t>() + (keep_for_backward ? t : 0) * B * H;
       const scalar_t* XP = xp.data_ptr<scalar_t>() + offset * xp_stride;
       scalar_t* Gt = gates.data_ptr<scalar_t>() + kept * 4 * H;
+      scalar_t* Out = w_hr ? h_pre->data_ptr<scalar_t>() + kept * H : Ht;
       for (int64_t b = first; b < end; b += stride) {
         if (w_peep) {
           lstm_forward_row<true>(P + b * 4 * H, XP + b * xp_stride, w_peep, Cs + b * H,
-                                 Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
+                                 Gt + b * 4 * H, Ct + b * H, Out + b * H, H);
         } else {
           lstm_forward_row<false>(P + b * 4 * H, XP + b * xp_stride, w_peep, Cs + b * H,
-                                  Gt + b * 4 * H, Ct + b * H, Ht + b * H, H);
+                                  Gt + b * 4 * H, Ct + b * H, Out + b * H, H);
         }
-        std::memcpy(Hs + b * H, Ht + b * H, sizeof(scalar_t) * H);
+        if (!w_hr) std::memcpy(Hs + b * H, Ht + b * H, sizeof(scalar_t) * H);
       }
     };
     if (S > 1) {  // each split runs its own rows through the whole sequence
@@ -174,21 +193,27 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
             const int64_t kept = keep_for_backward ? offset : 0;
             const int64_t m = split_rows(n, s, S);
             for (int64_t b = s + m * S; b < B; b += S) {  // its inactive rows: zeros, as below
-              std::memset(h_all.data_ptr<scalar_t>() + (t * B + b) * H, 0, sizeof(scalar_t) * H);
+              std::memset(h_all.data_ptr<scalar_t>() + (t * B + b) * R, 0, sizeof(scalar_t) * R);
               std::memset(c_all.data_ptr<scalar_t>() + ((keep_for_backward ? t : 0) * B + b) * H,
                           0, sizeof(scalar_t) * H);
             }
             if (m == 0) continue;
-            const scalar_t* A = Hs + s * H;
+            const scalar_t* A = Hs + s * R;
             if (h_in) {
-              scalar_t* In = h_in->data_ptr<scalar_t>() + kept * H;
+              scalar_t* In = h_in->data_ptr<scalar_t>() + kept * R;
               for (int64_t b = s; b < n; b += S)
-                recurrent_input_rows(Hs + b * H, M ? M + b * H : nullptr, In + b * H, 1, H);
-              A = In + s * H;
+                recurrent_input_rows(Hs + b * R, M ? M + b * R : nullptr, In + b * R, 1, R);
+              A = In + s * R;
             }
-            panel_step(X ? X + (offset + s) * I : nullptr, S * I, A, S * H, m, P + s * 4 * H,
+            panel_step(X ? X + (offset + s) * I : nullptr, S * I, A, S * R, m, P + s * 4 * H,
                        S * 4 * H);
             gate_rows(t, offset, kept, s, n, S);
+            if (!w_hr) continue;
+            scalar_t* Ht = h_all.data_ptr<scalar_t>() + t * B * R;
+            panel_gemm(h_pre->data_ptr<scalar_t>() + (kept + s) * H, m, H, S * H,
+                       w_hr_packed->data_ptr<float>(), R, Ht + s * R, S * R, false);
+            for (int64_t b = s; b < n; b += S)
+              std::memcpy(Hs + b * R, Ht + b * R, sizeof(scalar_t) * R);
           }
         }
       });
@@ -198,18 +223,18 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
     for (int64_t t = 0; t < T; offset += batch_sizes.empty() ? B : batch_sizes[t], ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       const int64_t kept = keep_for_backward ? offset : 0;  // the step's first row in gates, h_in
-      zero_rows_from(h_all.data_ptr<scalar_t>() + t * B * H, n, B, H);  // outputs at padded steps
+      zero_rows_from(h_all.data_ptr<scalar_t>() + t * B * R, n, B, R);  // outputs at padded steps
       zero_rows_from(c_all.data_ptr<scalar_t>() + (keep_for_backward ? t : 0) * B * H, n, B,
                      H);  // read by the peephole gradient
       if (n == 0) continue;
       Tensor rows = h.narrow(0, 0, n);
       if (h_in) {
         rows = h_in->narrow(0, kept, n);
-        recurrent_input_rows(Hs, M, rows.data_ptr<scalar_t>(), n, H);
+        recurrent_input_rows(Hs, M, rows.data_ptr<scalar_t>(), n, R);
       }
       Tensor pre = pre_rows;  // the step's GEMM output (oneDNN and ATen return their own)
       if (X) {  // as in the split loop, each GEMM over all of the step's rows
-        panel_step(X + offset * I, I, rows.data_ptr<scalar_t>(), H, n,
+        panel_step(X + offset * I, I, rows.data_ptr<scalar_t>(), R, n,
                    pre_rows.data_ptr<scalar_t>(), 4 * H);
       } else {
         pre = gemm_nt(rows, w_hh, w_hh_packed, pre_rows.narrow(0, 0, n));
@@ -217,30 +242,52 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
       P = pre.data_ptr<scalar_t>();
       for_rows(n, H,
                [&](int64_t begin, int64_t end) { gate_rows(t, offset, kept, begin, end, 1); });
+      if (!w_hr) continue;
+      auto h_t = h_all.select(0, t).narrow(0, 0, n);
+      gemm_nt_into(h_pre->narrow(0, kept, n), *w_hr, w_hr_packed, h_t);
+      h.narrow(0, 0, n).copy_(h_t);
     }
   });
   return {h_all, c_all, gates, h, c};
 }
 
-// Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n, d_c_n: (B, H).
-// Fills d_gates (N, 4H) (gradients of the gate pre-activations, packed like gates; the caller
-// turns them into weight and input gradients with GEMMs over all steps); returns it with d_h0,
-// d_c0, the peephole gradient (3, H) (undefined without peepholes) and, with bias_grad, the
-// bias gradient (4H), d_gates summed over rows (else undefined).
-// w_hh_t_packed, if given, is w_hh^T (H, 4H) as rnnkit.kernels.gemm.pack laid it out.
+// Backward through time. d_h_all: (T, B, R) gradient of the outputs; d_h_n: (B, R); d_c_n:
+// (B, H) (R: see lstm_forward). Fills d_gates (N, 4H) (gradients of the gate pre-activations,
+// packed like gates; the caller turns them into weight and input gradients with GEMMs over all
+// steps); returns it with d_h0, d_c0, the peephole gradient (3, H) (undefined without
+// peepholes) and, with bias_grad, the bias gradient (4H), d_gates summed over rows (else
+// undefined). w_hh_t_packed, if given, is w_hh^T (R, 4H) as rnnkit.kernels.gemm.pack laid it
+// out. With a projection w_hr (R, H) (w_hr_t_packed: w_hr^T likewise), d_r (N, R) is filled
+// with the gradient of each active row's h_t (packed like gates): the caller's weight gradient
+// of W_hr reads it with h_pre; each step's d (o * tanh(c_t)) is d_r's rows @ W_hr.
 std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& d_c_n,
                                   const Tensor& gates, const Tensor& c_all, const Tensor& c0,
                                   const Tensor& w_hh, const std::optional<Tensor>& w_hh_t_packed,
                                   const std::optional<Tensor>& peephole,
                                   const std::optional<Tensor>& mask,
                                   const std::vector<int64_t>& batch_sizes, Tensor d_gates,
-                                  bool bias_grad, int64_t splits) {
-  // d_gates is a scratch buffer the caller owns.
+                                  bool bias_grad, int64_t splits,
+                                  const std::optional<Tensor>& w_hr,
+                                  const std::optional<Tensor>& w_hr_t_packed,
+                                  const std::optional<Tensor>& d_r) {
+  // d_gates and d_r are scratch buffers the caller owns.
   const int64_t T = c_all.size(0), B = c_all.size(1), H = c0.size(1), N = gates.size(0);
+  const int64_t R = d_h_n.size(1);
+  TORCH_CHECK(w_hr ? (w_hr->sizes() == at::IntArrayRef({R, H}) && d_r && d_r->is_contiguous() &&
+                      d_r->sizes() == at::IntArrayRef({N, R}))
+                   : R == H,
+              "lstm_backward: with a projection, w_hr must be (R, H) for d_h_n (B, R) and d_r a "
+              "contiguous (", N, ", R) tensor; without one, d_h_n must be (B, H)");
+  TORCH_CHECK(!mask || (mask->is_contiguous() && mask->sizes() == at::IntArrayRef({B, R})),
+              "lstm_backward: a mask must be a contiguous (B, R) tensor");
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto d_c = d_c_n.clone();
-  auto w_hh_t = w_hh.t();  // (H, 4H): d_h_prev = d_gates @ w_hh
+  auto w_hh_t = w_hh.t();  // (R, 4H): d_h_prev = d_gates @ w_hh
+  // with a projection, a step's d (o * tanh(c_t)), rows as in d_h
+  auto d_pre = w_hr ? at::empty({B, H}, c0.options()) : at::Tensor();
   check_splits(splits, w_hh_t_packed);
+  TORCH_CHECK(splits == 1 || !w_hr || is_panels(w_hr_t_packed),
+              "lstm_backward: row splits need the projection's weight in panels too");
   const int64_t S = splits;
   // this thread's or split's [d_bias | d_peep]
   auto sums = at::zeros({std::max<int64_t>(S, at::get_num_threads()), 7 * H}, c0.options());
@@ -249,28 +296,38 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
     scalar_t* dH = d_h.data_ptr<scalar_t>();
     scalar_t* dC = d_c.data_ptr<scalar_t>();
     // The gate math of step t (packed rows from offset) for rows b = first, first + stride, ...
-    // < end, summing into acc (a row of sums).
+    // < end, summing into acc (a row of sums). d h_t: the output's gradient plus the carried
+    // one, or with a projection d_pre alone.
     const auto gate_rows = [&](int64_t t, int64_t offset, int64_t first, int64_t end,
                                int64_t stride, scalar_t* acc) {
       const scalar_t* G = gates.data_ptr<scalar_t>() + offset * 4 * H;
       const scalar_t* C = c_all.data_ptr<scalar_t>() + t * B * H;
       const scalar_t* Cp = t > 0 ? C - B * H : c0.data_ptr<scalar_t>();
-      const scalar_t* dHo = d_h_all.data_ptr<scalar_t>() + t * B * H;
+      const scalar_t* dHo =
+          w_hr ? d_pre.data_ptr<scalar_t>() : d_h_all.data_ptr<scalar_t>() + t * B * H;
       scalar_t* dG = d_gates.data_ptr<scalar_t>() + offset * 4 * H;
-      const auto rows = [&](auto peep, auto bias) {
+      const scalar_t* dHc = w_hr ? dHo : dH;  // the carried d_h (not read with a projection)
+      const auto rows = [&](auto peep, auto bias, auto carried) {
         for (int64_t b = first; b < end; b += stride) {
           const int64_t r = b * H;
-          lstm_backward_row<decltype(peep)::value, decltype(bias)::value>(
-              G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dH + r, dC + r, dG + 4 * r,
-              acc + 4 * H, acc, H);
+          lstm_backward_row<decltype(peep)::value, decltype(bias)::value,
+                            decltype(carried)::value>(G + 4 * r, C + r, Cp + r, dHo + r, w_peep,
+                                                      dHc + r, dC + r, dG + 4 * r, acc + 4 * H,
+                                                      acc, H);
         }
       };
       using yes = std::true_type;
       using no = std::false_type;
-      if (w_peep) {
-        bias_grad ? rows(yes{}, yes{}) : rows(yes{}, no{});
+      if (w_hr) {
+        if (w_peep) {
+          bias_grad ? rows(yes{}, yes{}, no{}) : rows(yes{}, no{}, no{});
+        } else {
+          bias_grad ? rows(no{}, yes{}, no{}) : rows(no{}, no{}, no{});
+        }
+      } else if (w_peep) {
+        bias_grad ? rows(yes{}, yes{}, yes{}) : rows(yes{}, no{}, yes{});
       } else {
-        bias_grad ? rows(no{}, yes{}) : rows(no{}, no{});
+        bias_grad ? rows(no{}, yes{}, yes{}) : rows(no{}, no{}, yes{});
       }
     };
     if (S > 1) {  // each split runs its own rows back through the whole sequence
@@ -283,12 +340,20 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
             offset -= n;
             const int64_t m = split_rows(n, s, S);
             if (m == 0) continue;
+            if (w_hr) {  // its rows of d h_t, kept in d_r, then d_pre = d h_t @ W_hr
+              const scalar_t* dHo = d_h_all.data_ptr<scalar_t>() + t * B * R;
+              scalar_t* dR = d_r->data_ptr<scalar_t>() + offset * R;
+              for (int64_t b = s; b < n; b += S)
+                for (int64_t k = 0; k < R; ++k) dR[b * R + k] = dHo[b * R + k] + dH[b * R + k];
+              panel_gemm(dR + s * R, m, R, S * R, w_hr_t_packed->data_ptr<float>(), H,
+                         d_pre.data_ptr<scalar_t>() + s * H, S * H, false);
+            }
             gate_rows(t, offset, s, n, S, sums.data_ptr<scalar_t>() + s * 7 * H);
             // its rows of the carried d_h: d_gates @ w_hh, masked
             panel_gemm(d_gates.data_ptr<scalar_t>() + (offset + s) * 4 * H, m, 4 * H, S * 4 * H,
-                       w_hh_t_packed->data_ptr<float>(), H, dH + s * H, S * H, false);
+                       w_hh_t_packed->data_ptr<float>(), R, dH + s * R, S * R, false);
             for (int64_t b = s; M && b < n; b += S)
-              for (int64_t k = 0; k < H; ++k) dH[b * H + k] *= M[b * H + k];
+              for (int64_t k = 0; k < R; ++k) dH[b * R + k] *= M[b * R + k];
           }
         }
       });
@@ -299,6 +364,11 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       offset -= n;
       if (n == 0) continue;
+      if (w_hr) {
+        auto d_r_t = d_r->narrow(0, offset, n);
+        at::add_out(d_r_t, d_h_all.select(0, t).narrow(0, 0, n), d_h.narrow(0, 0, n));
+        gemm_nt_into(d_r_t, w_hr->t(), w_hr_t_packed, d_pre.narrow(0, 0, n));
+      }
       for_rows(n, H, [&](int64_t begin, int64_t end) {
         gate_rows(t, offset, begin, end, 1,
                   sums.data_ptr<scalar_t>() + at::get_thread_num() * 7 * H);
@@ -352,9 +422,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"),
         py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("c_all"),
         py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1,
-        py::arg("x_rows") = py::none(), py::arg("w_ih_packed") = py::none());
+        py::arg("x_rows") = py::none(), py::arg("w_ih_packed") = py::none(),
+        py::arg("w_hr") = py::none(), py::arg("w_hr_packed") = py::none(),
+        py::arg("h_pre") = py::none());
   m.def("lstm_backward", &rnnkit::lstm_backward, "LSTM backward through time", py::arg("d_h_all"),
         py::arg("d_h_n"), py::arg("d_c_n"), py::arg("gates"), py::arg("c_all"), py::arg("c0"),
         py::arg("w_hh"), py::arg("w_hh_t_packed"), py::arg("peephole"), py::arg("mask"),
-        py::arg("batch_sizes"), py::arg("d_gates"), py::arg("bias_grad"), py::arg("splits") = 1);
+        py::arg("batch_sizes"), py::arg("d_gates"), py::arg("bias_grad"), py::arg("splits") = 1,
+        py::arg("w_hr") = py::none(), py::arg("w_hr_t_packed") = py::none(),
+        py::arg("d_r") = py::none());
 }
