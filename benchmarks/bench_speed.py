@@ -257,21 +257,23 @@ def layer_case(kind: str, config: str, s: Shape, mode: str, extras: bool) -> Cas
     return Case(f"{kind}-{config}-{mode}", label, build)
 
 
-def variant_case(option: str, value: Any, s: Shape) -> Case:
-    """An rnnkit-only LSTM option (its own time loop) against plain nn.LSTM of the same shape."""
+def variant_case(kind: str, option: str, value: Any, s: Shape) -> Case:
+    """An rnnkit-only option of an LSTM or GRU (kind) against the plain torch.nn layer of the
+    same shape."""
     tokens = s.T * s.B
-    flops = gemm_flops("lstm", tokens, s.I, s.H, s.L, train=True)
+    flops = gemm_flops(kind, tokens, s.I, s.H, s.L, train=True)
 
     def build() -> list[Impl]:
-        ours, theirs = layer_pair("lstm", s, **{option: value})
+        ours, theirs = layer_pair(kind, s, **{option: value})
         x = torch.randn(s.T, s.B, s.I)
+        plain = f"torch.nn plain {kind.upper()}"
         return [
             Impl("rnnkit", train_step(ours, x), tokens, flops),
-            Impl("torch.nn plain LSTM", train_step(theirs, x), tokens, flops, reference=True),
+            Impl(plain, train_step(theirs, x), tokens, flops, reference=True),
         ]
 
     label = f"a {s.describe()} {option}={value} train"
-    return Case(f"lstm_{option}-a-train", label, build)
+    return Case(f"{kind}_{option}-a-train", label, build)
 
 
 def lengths_case(s: Shape) -> Case:
@@ -402,7 +404,8 @@ def all_cases(quick: bool) -> list[Case]:
                 extras = kind == "lstm" and config == "a" and mode == "train"
                 cases.append(layer_case(kind, config, s, mode, extras))
     for option, value in (("peephole", True), ("layer_norm", True), ("recurrent_dropout", 0.25)):
-        cases.append(variant_case(option, value, a))
+        cases.append(variant_case("lstm", option, value, a))
+    cases.append(variant_case("gru", "layer_norm", True, a))
     cases.append(lengths_case(a))
     cases += [streaming_case("lstm"), streaming_case("gru")]
     lengths_T = QUICK_MIN_RNN_T if quick else MIN_RNN_T

@@ -15,7 +15,7 @@ from benchmarks import bench_speed
 
 LAYER_CASES = [
     f"{kind}-a-{mode}"
-    for kind in ("lstm", "bilstm", "gru", "rnn_tanh", "rnn_relu")
+    for kind in ("lstm", "bilstm", "lstmp", "gru", "rnn_tanh", "rnn_relu")
     for mode in ("train", "infer")
 ]
 EXPECTED = {
@@ -26,6 +26,7 @@ EXPECTED = {
         f"lstm_{option}-a-train": {"rnnkit", "torch.nn plain LSTM"}
         for option in ("peephole", "layer_norm", "recurrent_dropout")
     },
+    "gru_layer_norm-a-train": {"rnnkit", "torch.nn plain GRU"},
     "lstm_lengths-a-train": {"rnnkit lengths=", "rnnkit full length", "torch.nn packed"},
     "streaming-lstm": {"rnnkit", "rnnkit .step", "torch.nn"},
     "streaming-gru": {"rnnkit", "rnnkit .step", "torch.nn"},

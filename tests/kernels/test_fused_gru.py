@@ -36,14 +36,21 @@ def calls(monkeypatch):
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "ln"])
 def test_fused_equals_reference_loop(
-    calls, bidirectional, num_layers, bias, ragged, recurrent_dropout, batch_first, dtype
-):
+    calls, layer_norm, bidirectional, num_layers, bias, ragged, recurrent_dropout, batch_first,
+    dtype,
+):  # fmt: skip
     T, B, I, H = 6, 10, 5, 12  # B, 3H >= 8 and not multiples of 8: AVX blocks and the rest
     layer = rnnkit.GRU(
         I, H, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
-        recurrent_dropout=recurrent_dropout, dtype=dtype,
+        recurrent_dropout=recurrent_dropout, dtype=dtype, layer_norm=layer_norm,
     ).train()  # fmt: skip
+    if layer_norm:  # gains away from 1, so a gain's gradient and its use are both checked
+        with torch.no_grad():
+            for name, param in layer.named_parameters():
+                if name.startswith("ln_"):
+                    param.uniform_(0.5, 1.5)
     x = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=dtype)
     hx = torch.randn(num_layers * (2 if bidirectional else 1), B, H, dtype=dtype)
     lengths = torch.tensor([6, 0, 3, 6, 1, 5, 2, 6, 4, 0]) if ragged else None
@@ -69,10 +76,13 @@ def test_fused_direction_without_lengths(calls, dtype, reverse, bias):
     assert_direction_matches_loop(calls, GRUEquations(5, 12, bias), GRUState, dtype, reverse)
 
 
-def test_fused_equals_reference_at_a_size_that_uses_threads_and_onednn(calls):
+@pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "ln"])
+def test_fused_equals_reference_at_a_size_that_uses_threads_and_onednn(calls, layer_norm):
     """float32 at a width where the gate loops split across threads and the GEMMs take
     oneDNN (where available)."""
-    layer = rnnkit.GRU(16, 200, bidirectional=True, recurrent_dropout=0.2).train()
+    layer = rnnkit.GRU(
+        16, 200, bidirectional=True, recurrent_dropout=0.2, layer_norm=layer_norm
+    ).train()
     x = torch.randn(5, 40, 16)
     hx = torch.randn(2, 40, 200)
     lengths = torch.randint(0, 6, (40,))
@@ -126,17 +136,52 @@ def test_inference_equals_torch_nn_and_keeps_nothing(calls, lengths):
     assert kept[1].shape == (9, 11, 160) and dropped[1].shape == (1, 11, 160)
 
 
-def test_layer_norm_is_not_fused(calls):
-    assert fused_gru.applies(GRUEquations(3, 4))
-    assert not fused_gru.applies(GRUEquations(3, 4, layer_norm=True))
-    layer = rnnkit.GRU(3, 4, layer_norm=True)
-    layer(torch.randn(5, 2, 3), lengths=torch.tensor([5, 2]))
-    assert calls["run"] == 0
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "mask"])
+def test_gradcheck_layer_norm_gru_function(calls, bias, ragged, masked):
+    """The layer-normalised loop's Function against finite differences: the normalised input
+    side xp, h0, W_hh, the recurrent side's gains and b_hn."""
+    T, B, H = 4, 3, 3
+    xp = torch.randn(T, B, 3 * H, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
+    w_hh = torch.randn(3 * H, H, dtype=torch.float64, requires_grad=True)
+    g_hh = torch.empty(3 * H, dtype=torch.float64).uniform_(0.5, 1.5).requires_grad_()
+    b_hn = torch.randn(H, dtype=torch.float64, requires_grad=True)
+    mask = torch.empty(B, H, dtype=torch.float64).bernoulli_(0.6) / 0.6 if masked else None
+    batch_sizes = [3, 2, 1, 0] if ragged else []
+
+    def function(xp, h0, w_hh, g_hh, *b):
+        return fused_gru.LayerNormGRUFunction.apply(
+            xp, h0, w_hh, g_hh, b[0] if b else None, mask, batch_sizes, True
+        )
+
+    inputs = (xp, h0, w_hh, g_hh, *([b_hn] if bias else []))
+    assert torch.autograd.gradcheck(function, inputs, eps=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_non_finite_values_propagate(calls, dtype):
-    layer = rnnkit.GRU(3, 8, dtype=dtype)
+def test_layer_norm_inference_keeps_nothing_and_equals_training_forward(calls, dtype):
+    """Without autograd the layer-normalised loop saves one step, not all of them; its outputs
+    equal those of the forward that keeps them, and the reference loop's."""
+    layer = rnnkit.GRU(5, 24, 2, bidirectional=True, layer_norm=True, dtype=dtype).eval()
+    x = torch.randn(9, 6, 5, dtype=dtype)
+    lengths = torch.tensor([9, 3, 0, 6, 9, 1])
+    kept = layer(x, lengths=lengths)
+    with torch.no_grad():
+        dropped = layer(x, lengths=lengths)
+        with rnnkit.reference_implementation():
+            reference = layer(x, lengths=lengths)
+    assert calls["run"] == 8
+    for a, b, r in zip(dropped, kept, reference, strict=True):
+        assert torch.equal(a, b.detach())
+        assert_near(a, r, dtype, "inference")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "ln"])
+def test_non_finite_values_propagate(calls, dtype, layer_norm):
+    layer = rnnkit.GRU(3, 8, dtype=dtype, layer_norm=layer_norm)
     x = torch.randn(5, 2, 3, dtype=dtype)
     x[2, 0, 1] = float("nan")
     y, h = layer(x, lengths=torch.tensor([5, 5]))

@@ -1,5 +1,9 @@
 """Fused GRU direction: one input-projection GEMM, the C++ time loop, hand-written BPTT, and
-the weight gradients as one GEMM each over all time steps."""
+the weight gradients as one GEMM each over all time steps.
+
+With layer normalisation the input side, LN(W_ih x) g_ih + b_ih for all steps, is a few tensor
+operations that autograd differentiates (:meth:`GRUEquations.project_input`); the C++ loop
+normalises the recurrent side of each step and differentiates it (LayerNormGRUFunction)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from torch.autograd.function import once_differentiable
 from ..cells.gru import GRUEquations, GRUState
 from . import gemm
 from .build import load_extension
-from .workspace import scratch
+from .workspace import saved, scratch
 
 
 class GRUFunction(torch.autograd.Function):
@@ -53,7 +57,7 @@ class GRUFunction(torch.autograd.Function):
         d_xp = scratch("gru.d_xp", (T, B, 3 * H), gates)
         d_t = scratch("gru.d_t", (4 * H, T * B), gates)
         h_prev_t = scratch("gru.h_prev_t", (H, T * B), gates)
-        d_h0 = ext.gru_backward(
+        (d_h0,) = ext.gru_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), gates, h_all, h0, w_hh,
             gemm.pack(w_hh.t(), B), mask, ctx.batch_sizes, d_xp, d_t, h_prev_t,
             scratch("gru.rows_h", (T * B, H), gates),
@@ -73,16 +77,78 @@ class GRUFunction(torch.autograd.Function):
         return d_x, d_h0, d_w_ih, d_w_hh, d_b_ih, d_b_hh, None, None, None
 
 
+class LayerNormGRUFunction(torch.autograd.Function):
+    """(xp (T, B, 3H): the normalised input side LN(W_ih x) g_ih + b_ih, with b_hr and b_hz
+    added; h0 (B, H); w_hh (3H, H); g_hh (3H); b_hn (H) or None; mask, batch_sizes, keep)
+    -> (h_all (T, B, H), h_n). Each step: hh = LN(W_hh h_in) g_hh per gate block, then
+    GRUFunction's gate math (b_hn inside r * (...))."""
+
+    @staticmethod
+    def forward(ctx: Any, xp, h0, w_hh, g_hh, b_hn, mask, batch_sizes, keep):
+        ext = load_extension("gru")
+        T, B, G = xp.shape
+        S = T if keep else 1  # steps the buffers hold
+        hh_hat = saved("gru_ln.hh_hat", (S, B, G), xp, keep)
+        rstd = saved("gru_ln.rstd", (S, B, 3), xp, keep)
+        mask = None if mask is None else mask.contiguous()
+        h0 = h0.contiguous()
+        h_all, gates, h_n = ext.gru_forward(
+            xp.contiguous(), h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep, g_hh,
+            hh_hat, rstd,
+        )  # fmt: skip
+        ctx.save_for_backward(h0, w_hh, g_hh, mask, h_all, gates, hh_hat, rstd)
+        ctx.batch_sizes, ctx.has_bias = batch_sizes, b_hn is not None
+        return h_all, h_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, d_h_all, d_h_n):
+        h0, w_hh, g_hh, mask, h_all, gates, hh_hat, rstd = ctx.saved_tensors
+        ext = load_extension("gru")
+        T, B, H = h_all.shape
+        d_xp = torch.empty(T, B, 3 * H, dtype=gates.dtype)  # autograd takes it on: not reused
+        d_hh_raw = scratch("gru_ln.d_hh_raw", (T, B, 3 * H), gates)
+        h_prev_t = scratch("gru.h_prev_t", (H, T * B), gates)
+        d_h0, d_g_hh, d_b_hn = ext.gru_backward(
+            d_h_all.contiguous(), d_h_n.contiguous(), gates, h_all, h0, w_hh,
+            gemm.pack(w_hh.t(), B), mask, ctx.batch_sizes, d_xp, gates.new_empty(0), h_prev_t,
+            scratch("gru.rows_h", (T * B, H), gates), g_hh, hh_hat, rstd, d_hh_raw,
+        )  # fmt: skip
+        d_w_hh = gemm.linear(gemm.transpose(d_hh_raw.view(T * B, 3 * H), "gru_ln.d_t"), h_prev_t)
+        d_b_hn = d_b_hn if ctx.has_bias else None
+        return d_xp, d_h0, d_w_hh, d_g_hh, d_b_hn, None, None, None
+
+
 def applies(equations: Any) -> bool:
-    return isinstance(equations, GRUEquations) and not equations.layer_norm
+    return isinstance(equations, GRUEquations)
 
 
 def run(
     equations: GRUEquations, p: Any, x: Tensor, state: GRUState, mask: Tensor | None,
     batch_sizes: list[int],
 ) -> tuple[Tensor, GRUState]:  # fmt: skip
+    if equations.layer_norm:
+        return run_layer_norm(equations, p, x, state, mask, batch_sizes)
     h_all, h_n = GRUFunction.apply(
         x, state.h, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"), mask,
         batch_sizes, torch.is_grad_enabled(),
+    )  # fmt: skip
+    return h_all, GRUState(h_n)
+
+
+def run_layer_norm(
+    equations: GRUEquations, p: Any, x: Tensor, state: GRUState, mask: Tensor | None,
+    batch_sizes: list[int],
+) -> tuple[Tensor, GRUState]:  # fmt: skip
+    """The layer-normalised GRU: the input side through autograd, the loop in C++."""
+    H = equations.hidden_size
+    xp = equations.project_input(x, p, gemm.linear_autograd)  # (T, B, 3H), with b_ih
+    b_hh, b_hn = p.get("bias_hh"), None
+    if b_hh is not None:  # b_hr, b_hz add to the pre-activations as b_ih does
+        xp = xp + torch.cat([b_hh[: 2 * H], b_hh.new_zeros(H)])
+        b_hn = b_hh[2 * H :]
+    h_all, h_n = LayerNormGRUFunction.apply(
+        xp, state.h, p["weight_hh"], p["ln_hh_weight"], b_hn, mask, batch_sizes,
+        torch.is_grad_enabled(),
     )  # fmt: skip
     return h_all, GRUState(h_n)

@@ -186,11 +186,12 @@ class LSTM(_TorchCompatible, nn.LSTM):
     TRAIN_MIN_ROWS = 4
     default_heap = glibc_default_heap()  # read once, at import
     # A projected LSTM (proj_size) has no oneDNN kernel in torch.nn, whose general one runs
-    # instead. rnnkit's trained 2.5-3.8x as fast at every batch size and on both heaps, and
-    # inferred 1.4-3.7x as fast where the panel kernel applies. Without it (float64, or a
-    # build without AVX2) rnnkit's still trained 1.1-2.7x as fast but inferred at 0.53-0.88x
-    # (python -m benchmarks.sweep_kernels --kind lstmp --mode train|infer [--dtype float64]).
-    # PROVISIONAL
+    # instead. Over 21 shapes, where the panel kernel applies, rnnkit's trained 1.8-4.6x as fast
+    # and inferred 1.6-5.1x as fast on both heaps (1.2-4.1x and 1.3-3.6x with AVX2). Without it
+    # (float64, or a build with neither AVX-512 nor AVX2) rnnkit's trained 0.78-2.1x as fast,
+    # mostly faster, but inferred at 0.40-1.7x, mostly slower (python -m
+    # benchmarks.sweep_kernels --kind lstmp --mode train|infer [--dtype float64];
+    # benchmarks/results/sweep-lstmp.txt).
 
     def _fused_is_faster(self, mode: str, input: Tensor, batch_size: int) -> bool:
         if mode in self.fused_beats_torch:

@@ -2,10 +2,16 @@
 // W_hn h + b_hn): only the recurrent GEMM and the fused gate math run per step; the input
 // projection and the weight gradients are single GEMMs done by the caller.
 //
+// With layer normalisation (g_hh given) the caller passes the input side already normalised
+// (xp = LN(W_ih x) g_ih + biases, differentiated by autograd) and each step normalises the
+// recurrent side, W_hh h_in, per gate block before the gate math, and its backward the other
+// way, while the row is in cache.
+//
 // Batches are sorted by decreasing length, so at step t the active sequences are rows
 // [0, batch_sizes[t]) and the others keep their state untouched (the masking rule of
 // rnnkit.ops.masking, with no work spent on padding).
 #include "common.h"
+#include "layer_norm.h"
 
 namespace rnnkit {
 
@@ -96,12 +102,23 @@ inline void add_into(const scalar_t* __restrict__ a, const scalar_t* __restrict_
 // to h_{t-1} where it enters w_hh only. Returns h_all (T, B, H) (zeros at inactive rows),
 // gates (T, B, 4H) (r, z, n, hh_n at active rows; the rest unset) and h_n. Without
 // keep_for_backward the gates are only the last step's, (1, B, 4H): nothing is kept.
+// Layer normalisation: g_hh (3H) the recurrent side's gains; hh_hat (S, B, 3H) and rstd
+// (S, B, 3), S = T or 1 as for gates, the caller's buffers for what its backward reads.
 std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh,
                                 const std::optional<Tensor>& w_hh_packed,
                                 const std::optional<Tensor>& b_hn,
                                 const std::optional<Tensor>& mask,
-                                const std::vector<int64_t>& batch_sizes, bool keep_for_backward) {
+                                const std::vector<int64_t>& batch_sizes, bool keep_for_backward,
+                                const std::optional<Tensor>& g_hh,
+                                const std::optional<Tensor>& hh_hat,
+                                const std::optional<Tensor>& rstd) {
   const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
+  const int64_t S = keep_for_backward ? T : 1;
+  TORCH_CHECK(!g_hh || (hh_hat && rstd && hh_hat->is_contiguous() && rstd->is_contiguous() &&
+                        hh_hat->sizes() == at::IntArrayRef({S, B, 3 * H}) &&
+                        rstd->sizes() == at::IntArrayRef({S, B, 3})),
+              "gru_forward: layer normalisation needs contiguous hh_hat (", S, ", B, 3H) and "
+              "rstd (", S, ", B, 3) buffers");
   TORCH_CHECK(xp.is_contiguous() && h0.is_contiguous(), "gru_forward: contiguous xp, h0");
   TORCH_CHECK(!mask || mask->is_contiguous(), "gru_forward: contiguous mask");
   TORCH_CHECK(batch_sizes.empty() || static_cast<int64_t>(batch_sizes.size()) == T,
@@ -126,12 +143,18 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
         });
       }
       auto hh = gemm_nt(h_in.narrow(0, 0, n), w_hh, w_hh_packed, hh_rows.narrow(0, 0, n));
-      const scalar_t* HH = hh.data_ptr<scalar_t>();
+      scalar_t* HH = hh.data_ptr<scalar_t>();
       const scalar_t* X = xp[t].data_ptr<scalar_t>();
       scalar_t* Gt = gates[keep_for_backward ? t : 0].data_ptr<scalar_t>();
       scalar_t* Ht = h_all[t].data_ptr<scalar_t>();
+      const int64_t k0 = (keep_for_backward ? t : 0) * B;  // the step's first saved row
       for_rows(n, 3 * H, [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
+          if (g_hh) {  // W_hh h_in -> LN(W_hh h_in) g_hh, per gate block, in place
+            gate_norm_forward<3>(HH + b * 3 * H, g_hh->data_ptr<scalar_t>(),
+                                 hh_hat->data_ptr<scalar_t>() + (k0 + b) * 3 * H,
+                                 rstd->data_ptr<scalar_t>() + (k0 + b) * 3, H);
+          }
           if (bn) {
             gru_forward_row<true>(X + b * 3 * H, HH + b * 3 * H, bn, Hs + b * H, Gt + b * 4 * H,
                                   Ht + b * H, H);
@@ -148,34 +171,52 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
 
 // Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n: (B, H); gates,
 // h_all: from gru_forward; h0: (B, H); w_hh_t_packed, if given, is w_hh^T (H, 3H) as
-// rnnkit.kernels.gemm.pack laid it out. Returns d_h0 (B, H) and fills the caller's
+// rnnkit.kernels.gemm.pack laid it out. Returns [d_h0 (B, H)] and fills the caller's
 // (uninitialised) buffers:
 //   d_xp (T, B, 3H): gradient of the input projection W_ih x + b_ih (zero at inactive rows);
-//   d_t (4H, T*B): [d_hh_n; d_xp^T], where d_hh_n = d_n_pre * r is the n part of the gradient
+//   d_t (4H, T*B) (not read with layer normalisation: may be empty): [d_hh_n; d_xp^T], where d_hh_n = d_n_pre * r is the n part of the gradient
 //     of W_hh h_in + b_hh (its r, z parts equal d_xp's), so rows [0, 3H) are d_hh^T with the n
 //     block first and rows [H, 4H) are d_xp^T: one contiguous operand per weight-gradient GEMM;
 //   h_prev_t (H, T*B): h_{t-1} * mask (as the recurrent weights saw it), transposed;
 //   rows_h (T*B, H): scratch.
 // The transposes run once after the loop (per-step strided writes cost several times more).
-Tensor gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& gates,
-                    const Tensor& h_all, const Tensor& h0, const Tensor& w_hh,
-                    const std::optional<Tensor>& w_hh_t_packed, const std::optional<Tensor>& mask,
-                    const std::vector<int64_t>& batch_sizes, Tensor d_xp, Tensor d_t,
-                    Tensor h_prev_t, Tensor rows_h) {
+// Layer normalisation (g_hh, hh_hat, rstd of gru_forward, and d_hh_raw (T, B, 3H)): d_hh_raw is
+// filled with the gradient of the raw W_hh h_in (r, z, n; zero at inactive rows), which the
+// caller's weight gradient of W_hh reads with h_prev_t, and d_t is not written (the caller's
+// autograd takes d_xp further); returns [d_h0, the gradient of g_hh (3H), of b_hn (H)].
+std::vector<Tensor> gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& gates,
+                                 const Tensor& h_all, const Tensor& h0, const Tensor& w_hh,
+                                 const std::optional<Tensor>& w_hh_t_packed,
+                                 const std::optional<Tensor>& mask,
+                                 const std::vector<int64_t>& batch_sizes, Tensor d_xp,
+                                 Tensor d_t, Tensor h_prev_t, Tensor rows_h,
+                                 const std::optional<Tensor>& g_hh,
+                                 const std::optional<Tensor>& hh_hat,
+                                 const std::optional<Tensor>& rstd,
+                                 const std::optional<Tensor>& d_hh_raw) {
   const int64_t T = gates.size(0), B = gates.size(1), H = h0.size(1);
+  TORCH_CHECK(!g_hh || (hh_hat && rstd && d_hh_raw && d_hh_raw->is_contiguous() &&
+                        d_hh_raw->sizes() == at::IntArrayRef({T, B, 3 * H}) &&
+                        hh_hat->sizes() == at::IntArrayRef({T, B, 3 * H}) &&
+                        rstd->sizes() == at::IntArrayRef({T, B, 3})),
+              "gru_backward: layer normalisation needs hh_hat, rstd (T, B, 3H), (T, B, 3) and a "
+              "contiguous d_hh_raw (T, B, 3H)");
   TORCH_CHECK(d_h_all.is_contiguous() && d_h_n.is_contiguous() && h0.is_contiguous(),
               "gru_backward: contiguous gradients and h0");
   TORCH_CHECK(!mask || mask->is_contiguous(), "gru_backward: contiguous mask");
   TORCH_CHECK(d_xp.is_contiguous() && d_t.is_contiguous() && h_prev_t.is_contiguous() &&
                   rows_h.is_contiguous(),
               "gru_backward: contiguous buffers");
-  TORCH_CHECK(d_xp.numel() == T * B * 3 * H && d_t.numel() == 4 * H * T * B &&
+  TORCH_CHECK(d_xp.numel() == T * B * 3 * H && (g_hh || d_t.numel() == 4 * H * T * B) &&
                   h_prev_t.numel() == T * B * H && rows_h.numel() == T * B * H,
               "gru_backward: buffer sizes");
   auto d_hh = at::empty({B, 3 * H}, gates.options());  // one step's, for the recurrent GEMM
   auto d_h_prev_rows = at::empty({B, H}, gates.options());  // d_hh @ w_hh of a step's rows
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto w_hh_t = w_hh.t();    // (H, 3H): d_h_prev = d_hh @ w_hh
+  // with layer normalisation, each thread's sum of the gain's gradient
+  auto gain_sums = g_hh ? at::zeros({at::get_num_threads(), 3 * H}, gates.options()) : Tensor();
+  Tensor d_b_hn;
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_gru_backward", [&] {
     const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
     scalar_t* dH = d_h.data_ptr<scalar_t>();
@@ -192,22 +233,37 @@ Tensor gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& ga
       const scalar_t* G = gates[t].data_ptr<scalar_t>();
       const scalar_t* Hp = (t > 0 ? h_all[t - 1] : h0).data_ptr<scalar_t>();
       const scalar_t* dHo = d_h_all[t].data_ptr<scalar_t>();
+      // with layer normalisation the recurrent GEMM takes the step's rows of d_hh_raw
+      scalar_t* dHHt = g_hh ? d_hh_raw->data_ptr<scalar_t>() + t * B * 3 * H : dHH;
+      if (g_hh) zero_rows_from(dHHt, n, B, 3 * H);
       for_rows(n, 3 * H, [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
           gru_backward_row(G + b * 4 * H, Hp + b * H, dHo + b * H, dH + b * H, dX + b * 3 * H,
-                           dHH + b * 3 * H, dHN + b * H, H);
+                           dHHt + b * 3 * H, dHN + b * H, H);
+          if (g_hh) {  // d LN(W_hh h_in) g_hh -> d W_hh h_in, in place
+            const int64_t row = t * B + b;
+            gate_norm_backward<3>(dHHt + b * 3 * H, g_hh->data_ptr<scalar_t>(),
+                                  hh_hat->data_ptr<scalar_t>() + row * 3 * H,
+                                  rstd->data_ptr<scalar_t>() + row * 3,
+                                  gain_sums.data_ptr<scalar_t>() + at::get_thread_num() * 3 * H,
+                                  static_cast<scalar_t*>(nullptr), dHHt + b * 3 * H, H);
+          }
         }
       });
-      auto d_h_prev = gemm_nt(d_hh.narrow(0, 0, n), w_hh_t, w_hh_t_packed,
-                              d_h_prev_rows.narrow(0, 0, n));  // (n, H)
+      auto d_h_prev = gemm_nt(g_hh ? d_hh_raw->select(0, t).narrow(0, 0, n) : d_hh.narrow(0, 0, n),
+                              w_hh_t, w_hh_t_packed, d_h_prev_rows.narrow(0, 0, n));  // (n, H)
       const scalar_t* P = d_h_prev.data_ptr<scalar_t>();
       for_rows(n, H, [&](int64_t begin, int64_t end) {
         add_into(P + begin * H, M ? M + begin * H : nullptr, dH + begin * H, (end - begin) * H);
       });
     }
-    scalar_t* Dt = d_t.data_ptr<scalar_t>();
-    transpose_into(dHN_all, T * B, H, Dt);
-    transpose_into(dX_all, T * B, 3 * H, Dt + H * T * B);
+    if (g_hh) {
+      d_b_hn = rows_h.sum(0);  // b_hn: the n part of d_hh, before the LN (it is added after it)
+    } else {
+      scalar_t* Dt = d_t.data_ptr<scalar_t>();
+      transpose_into(dHN_all, T * B, H, Dt);
+      transpose_into(dX_all, T * B, 3 * H, Dt + H * T * B);
+    }
     // h_{t-1} at every step, masked: [h0; h_all[:-1]] (inactive rows hold finite values that
     // meet zero columns of d_t).
     scalar_t* Hp_all = rows_h.data_ptr<scalar_t>();
@@ -224,12 +280,21 @@ Tensor gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, const Tensor& ga
     }
     transpose_into(Hp_all, T * B, H, h_prev_t.data_ptr<scalar_t>());
   });
-  return d_h;
+  if (!g_hh) return {d_h};
+  return {d_h, gain_sums.sum(0), d_b_hn};
 }
 
 }  // namespace rnnkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("gru_forward", &rnnkit::gru_forward, "GRU forward over a sequence");
-  m.def("gru_backward", &rnnkit::gru_backward, "GRU backward through time");
+  m.def("gru_forward", &rnnkit::gru_forward, "GRU forward over a sequence", py::arg("xp"),
+        py::arg("h0"), py::arg("w_hh"), py::arg("w_hh_packed"), py::arg("b_hn"), py::arg("mask"),
+        py::arg("batch_sizes"), py::arg("keep_for_backward"), py::arg("g_hh") = py::none(),
+        py::arg("hh_hat") = py::none(), py::arg("rstd") = py::none());
+  m.def("gru_backward", &rnnkit::gru_backward, "GRU backward through time", py::arg("d_h_all"),
+        py::arg("d_h_n"), py::arg("gates"), py::arg("h_all"), py::arg("h0"), py::arg("w_hh"),
+        py::arg("w_hh_t_packed"), py::arg("mask"), py::arg("batch_sizes"), py::arg("d_xp"),
+        py::arg("d_t"), py::arg("h_prev_t"), py::arg("rows_h"), py::arg("g_hh") = py::none(),
+        py::arg("hh_hat") = py::none(), py::arg("rstd") = py::none(),
+        py::arg("d_hh_raw") = py::none());
 }

@@ -5,77 +5,9 @@
 // row is normalised and differentiated while it is in cache.
 // Batches are sorted by decreasing length: rows [0, batch_sizes[t]) are active at step t.
 #include "common.h"
+#include "layer_norm.h"
 
 namespace rnnkit {
-
-constexpr double kEps = 1e-5;  // torch.nn.functional.layer_norm's default
-
-// Normalise v (H) into v_hat; return 1 / std.
-template <typename scalar_t>
-inline scalar_t normalise(const scalar_t* __restrict__ v, scalar_t* __restrict__ v_hat, int64_t H) {
-  scalar_t sum = 0, sq = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < H; ++j) sum += v[j];
-  const scalar_t mean = sum / H;
-#pragma omp simd reduction(+ : sq)
-  for (int64_t j = 0; j < H; ++j) sq += (v[j] - mean) * (v[j] - mean);  // two passes: no cancellation
-  const scalar_t var = sq / H;
-  const scalar_t rstd = scalar_t(1) / std::sqrt(var + scalar_t(kEps));
-#pragma omp simd
-  for (int64_t j = 0; j < H; ++j) v_hat[j] = (v[j] - mean) * rstd;
-  return rstd;
-}
-
-// Backward of v_hat = normalise(v): d_v = rstd * (d_hat - mean(d_hat) - v_hat * mean(d_hat v_hat)).
-template <typename scalar_t>
-inline void normalise_backward(const scalar_t* __restrict__ d_hat,
-                               const scalar_t* __restrict__ v_hat, scalar_t rstd,
-                               scalar_t* __restrict__ d_v, int64_t H) {
-  scalar_t s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-  for (int64_t j = 0; j < H; ++j) {
-    s1 += d_hat[j];
-    s2 += d_hat[j] * v_hat[j];
-  }
-  s1 /= H;
-  s2 /= H;
-#pragma omp simd
-  for (int64_t j = 0; j < H; ++j) d_v[j] = rstd * (d_hat[j] - s1 - v_hat[j] * s2);
-}
-
-// Backward of y = normalise_k(v) * gain (+ bias) for the 4 gate blocks of one row, given
-// d_y (4H): writes d_v (4H) and adds to acc_gain (4H) and, if given, acc_bias (4H). The sums of
-// normalise_backward are taken in the same pass as the gain and bias sums.
-template <typename scalar_t>
-inline void gate_norm_backward(const scalar_t* __restrict__ d_y, const scalar_t* __restrict__ gain,
-                               const scalar_t* __restrict__ v_hat,
-                               const scalar_t* __restrict__ rstd,
-                               scalar_t* __restrict__ acc_gain, scalar_t* acc_bias,
-                               scalar_t* __restrict__ d_v, int64_t H) {
-  for (int64_t k = 0; k < 4; ++k) {
-    const scalar_t *dy = d_y + k * H, *gk = gain + k * H, *vk = v_hat + k * H;
-    scalar_t* __restrict__ ag = acc_gain + k * H;
-    scalar_t s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t j = 0; j < H; ++j) {
-      const scalar_t d_hat = dy[j] * gk[j];
-      ag[j] += dy[j] * vk[j];
-      s1 += d_hat;
-      s2 += d_hat * vk[j];
-    }
-    if (acc_bias) {
-      scalar_t* __restrict__ ab = acc_bias + k * H;
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) ab[j] += dy[j];
-    }
-    s1 /= H;
-    s2 /= H;
-    const scalar_t r = rstd[k];
-    scalar_t* __restrict__ out = d_v + k * H;
-#pragma omp simd
-    for (int64_t j = 0; j < H; ++j) out[j] = r * (dy[j] * gk[j] - s1 - vk[j] * s2);
-  }
-}
 
 // The parameters of the normalisation, as raw pointers (biases may be null).
 template <typename scalar_t>
@@ -271,9 +203,9 @@ inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __re
     d_c[j] = dc_prev;
   }
   // b_ih and b_hh are added to the same pre-activation: one bias sum serves both.
-  gate_norm_backward(d_g, p.g_ih, x_hat, rstd_ih, acc + kSumGih * H,
+  gate_norm_backward<4>(d_g, p.g_ih, x_hat, rstd_ih, acc + kSumGih * H,
                      static_cast<scalar_t*>(nullptr), d_xp, H);
-  gate_norm_backward(d_g, p.g_hh, hh_hat, rstd_hh, acc + kSumGhh * H, acc + kSumB * H, d_hh, H);
+  gate_norm_backward<4>(d_g, p.g_hh, hh_hat, rstd_hh, acc + kSumGhh * H, acc + kSumB * H, d_hh, H);
 }
 
 // Backward through time, reading what lstm_ln_forward saved. d_h_all: (T, B, H) gradient of
