@@ -2,6 +2,8 @@
 loop: outputs, h_n and every parameter and input gradient, over the layer options it handles;
 its autograd Function passes gradcheck; and the fused path is really the one taken."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -161,18 +163,29 @@ def test_gradcheck_layer_norm_gru_function(calls, bias, ragged, masked):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_layer_norm_inference_keeps_nothing_and_equals_training_forward(calls, dtype):
+def test_layer_norm_inference_keeps_nothing_and_equals_training_forward(calls, dtype, monkeypatch):
     """Without autograd the layer-normalised loop saves one step, not all of them; its outputs
     equal those of the forward that keeps them, and the reference loop's."""
     layer = rnnkit.GRU(5, 24, 2, bidirectional=True, layer_norm=True, dtype=dtype).eval()
     x = torch.randn(9, 6, 5, dtype=dtype)
     lengths = torch.tensor([9, 3, 0, 6, 9, 1])
+    ext = rnnkit.kernels.build.load_extension("gru")
+    forward, steps_saved = ext.gru_forward, []
+
+    def spy(*args):  # the steps held by the gates, hh_hat and rstd buffers of each call
+        result = forward(*args)
+        steps_saved.append((result[1].shape[0], args[9].shape[0], args[10].shape[0]))
+        return result
+
+    monkeypatch.setattr(fused_gru, "load_extension", lambda name: SimpleNamespace(
+        gru_forward=spy, gru_backward=ext.gru_backward))  # fmt: skip
     kept = layer(x, lengths=lengths)
     with torch.no_grad():
         dropped = layer(x, lengths=lengths)
         with rnnkit.reference_implementation():
             reference = layer(x, lengths=lengths)
     assert calls["run"] == 8
+    assert steps_saved == [(9, 9, 9)] * 4 + [(1, 1, 1)] * 4
     for a, b, r in zip(dropped, kept, reference, strict=True):
         assert torch.equal(a, b.detach())
         assert_near(a, r, dtype, "inference")

@@ -237,6 +237,17 @@ def test_the_loop_rules(monkeypatch):
     assert lstm_kernel.row_splits(64, panels, w_ih) == 1
     assert lstm_kernel.row_splits(64, panels) == 2
     assert lstm_kernel.loop_plan(64, w_hh, w_ih, None)[1:] == (None, None, 2)
+    # a projection's panels count too: W_hh's and W_hr's fit, with W_ih's they do not
+    w_hr = torch.randn(8, 8)
+    hr_panels = gemm.pack(w_hr, 8)
+    monkeypatch.setattr(
+        lstm_kernel, "LOOP_WEIGHT_BYTES", lstm_kernel.weight_bytes(panels, hr_panels)
+    )
+    assert not lstm_kernel.projects_in_loop(panels, w_ih, hr_panels)
+    assert lstm_kernel.row_splits(64, panels, None, hr_panels) == 2
+    assert lstm_kernel.row_splits(64, panels, w_ih, hr_panels) == 1
+    _, ih_packed, packed_hr, splits = lstm_kernel.loop_plan(64, w_hh, w_ih, w_hr)
+    assert ih_packed is None and torch.equal(packed_hr, hr_panels) and splits == 2
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert lstm_kernel.row_splits(64, panels) == 1
 
@@ -456,21 +467,25 @@ def test_backend_reports_each_kernel():
         )
     else:
         lstm = "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
-    lstm += "; with proj_size, rnnkit's kernel to train, and to infer where the panel kernel "
-    lstm += "applies"
+    lstm += "; with proj_size, rnnkit's kernel to train, and to infer where the panel kernel is "
+    lstm += "built (float32)"
     assert report["plain layers"] == (
         f"RNN: rnnkit's kernel to train and infer; LSTM: {lstm}; GRU: rnnkit's kernel to train "
         "and infer (rnnkit-only options and lengths=: rnnkit's)"
     )
 
 
-@pytest.mark.parametrize("options", [{}, {"layer_norm": True, "peephole": True}])
-def test_onednn_and_aten_gemms_agree(options, monkeypatch, calls):
-    """The oneDNN GEMMs (weight gradients from a transposed view of the gate gradients) and
-    ATen's give the same float32 outputs and gradients."""
+@pytest.mark.parametrize("options", [{}, {"layer_norm": True, "peephole": True}, {"proj_size": 5}])
+@pytest.mark.parametrize("panels", [True, False], ids=["panels", "onednn-packed"])
+def test_onednn_and_aten_gemms_agree(options, panels, monkeypatch, calls):
+    """The oneDNN GEMMs (weight gradients from a transposed view of the gate gradients; the
+    loops' weights in panels, or oneDNN-packed as above PANEL_MAX_ROWS rows) and ATen's give
+    the same float32 outputs and gradients."""
     layer = rnnkit.LSTM(7, 24, **options).train()
     x = torch.randn(6, 5, 7, requires_grad=True)
     lengths = torch.tensor([6, 2, 0, 6, 4])
+    if not panels:
+        monkeypatch.setattr(gemm, "PANEL_MAX_ROWS", 0)
     default = run_and_grad(layer, x, None, lengths)
     monkeypatch.setattr(gemm, "use_onednn", lambda t: False)
     aten = run_and_grad(layer, x, None, lengths)

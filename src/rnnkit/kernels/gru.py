@@ -2,7 +2,7 @@
 the weight gradients as one GEMM each over all time steps.
 
 With layer normalisation the input side, LN(W_ih x) g_ih + b_ih for all steps, is a few tensor
-operations that autograd differentiates (:meth:`GRUEquations.project_input`); the C++ loop
+operations that autograd differentiates (as in :meth:`GRUEquations.project_input`); the C++ loop
 normalises the recurrent side of each step and differentiates it (LayerNormGRUFunction)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..cells.base import gate_layer_norm
 from ..cells.gru import GRUEquations, GRUState
 from . import gemm
 from .build import load_extension
@@ -96,7 +97,8 @@ class LayerNormGRUFunction(torch.autograd.Function):
             xp.contiguous(), h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep, g_hh,
             hh_hat, rstd,
         )  # fmt: skip
-        ctx.save_for_backward(h0, w_hh, g_hh, mask, h_all, gates, hh_hat, rstd)
+        if keep:
+            ctx.save_for_backward(h0, w_hh, g_hh, mask, h_all, gates, hh_hat, rstd)
         ctx.batch_sizes, ctx.has_bias = batch_sizes, b_hn is not None
         return h_all, h_n
 
@@ -106,7 +108,7 @@ class LayerNormGRUFunction(torch.autograd.Function):
         h0, w_hh, g_hh, mask, h_all, gates, hh_hat, rstd = ctx.saved_tensors
         ext = load_extension("gru")
         T, B, H = h_all.shape
-        d_xp = torch.empty(T, B, 3 * H, dtype=gates.dtype)  # autograd takes it on: not reused
+        d_xp = gates.new_empty(T, B, 3 * H)  # autograd takes it on: not a reused buffer
         d_hh_raw = scratch("gru_ln.d_hh_raw", (T, B, 3 * H), gates)
         h_prev_t = scratch("gru.h_prev_t", (H, T * B), gates)
         d_h0, d_g_hh, d_b_hn = ext.gru_backward(
@@ -142,10 +144,11 @@ def run_layer_norm(
 ) -> tuple[Tensor, GRUState]:  # fmt: skip
     """The layer-normalised GRU: the input side through autograd, the loop in C++."""
     H = equations.hidden_size
-    xp = equations.project_input(x, p, gemm.linear_autograd)  # (T, B, 3H), with b_ih
-    b_hh, b_hn = p.get("bias_hh"), None
-    if b_hh is not None:  # b_hr, b_hz add to the pre-activations as b_ih does
-        xp = xp + torch.cat([b_hh[: 2 * H], b_hh.new_zeros(H)])
+    xp = gate_layer_norm(gemm.linear_autograd(x, p["weight_ih"]), p["ln_ih_weight"], 3)
+    b_hn = None
+    if "bias_ih" in p:  # b_hr, b_hz add to the pre-activations as b_ih does; b_hn sits in r*()
+        b_ih, b_hh = p["bias_ih"], p["bias_hh"]
+        xp = xp + torch.cat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :]])
         b_hn = b_hh[2 * H :]
     h_all, h_n = LayerNormGRUFunction.apply(
         xp, state.h, p["weight_hh"], p["ln_hh_weight"], b_hn, mask, batch_sizes,

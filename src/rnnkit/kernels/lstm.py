@@ -33,7 +33,8 @@ CHUNK_BYTES = 16 << 20  # bytes of gate gradients per block of rows in the weigh
 
 def previous_states(h0: Tensor, h_all: Tensor, h_in: Tensor | None):
     """h_{t-1} of rows [n0, n1), as the recurrent weights saw it: a function
-    (n0, n1) -> blocks of rows [(n_k, H)] that make it one after another. ``h_in`` (N, H), if
+    (n0, n1) -> blocks of rows [(n_k, R)] that make it one after another (R: the width of h,
+    the projection's with one). ``h_in`` (N, R), if
     the forward loop wrote it (with a mask or lengths), holds exactly those rows; otherwise they
     are slices of h0 and h_all (no copy of the whole shifted sequence)."""
     if h_in is not None:
@@ -94,20 +95,17 @@ def weight_bytes(*weights: Tensor | None) -> int:
     return sum(w.numel() * w.element_size() for w in weights if w is not None)
 
 
-def panel_bytes(weight: Tensor | None) -> int:
+def panel_bytes(weight: Tensor) -> int:
     """Bytes of weight (N, K) as :func:`gemm.pack` lays it out in panels: N rounded up to whole
-    panels of ``gemm.PANEL_WIDTH`` columns (none for None)."""
-    if weight is None:
-        return 0
+    panels of ``gemm.PANEL_WIDTH`` columns."""
     rows = -(-weight.shape[0] // gemm.PANEL_WIDTH) * gemm.PANEL_WIDTH
     return rows * weight.shape[1] * weight.element_size()
 
 
-def fits_loop(w_hh: Tensor, w_ih: Tensor | None, w_hr: Tensor | None = None) -> bool:
-    """Whether W_hh (4H, R) and W_hr (P, H), if given, in panels, plus W_ih, if given, fit
-    ``LOOP_WEIGHT_BYTES``: the rule of :func:`row_splits` and :func:`projects_in_loop`, from the
-    weights before packing."""
-    return panel_bytes(w_hh) + panel_bytes(w_hr) + weight_bytes(w_ih) <= LOOP_WEIGHT_BYTES
+def fits_loop(w_hh: Tensor, w_ih: Tensor | None) -> bool:
+    """Whether W_hh (4H, H) in panels plus W_ih, if given, fit ``LOOP_WEIGHT_BYTES``: the rule
+    of :func:`row_splits` and :func:`projects_in_loop`, from the weights before packing."""
+    return panel_bytes(w_hh) + weight_bytes(w_ih) <= LOOP_WEIGHT_BYTES
 
 
 def row_splits(batch_size: int, packed: Tensor | None, *others: Tensor | None) -> int:
@@ -229,7 +227,7 @@ class LSTMFunction(torch.autograd.Function):
             [I, R], B,
         )  # fmt: skip
         d_w_hr = None
-        if w_hr is not None:
+        if w_hr is not None and ctx.needs_input_grad[8]:
             (d_w_hr,) = weight_gradients(d_r, [lambda n0, n1: [h_pre[n0:n1]]], [h_pre.shape[1]], B)
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, d_w_hr, None, None, None
 

@@ -186,10 +186,10 @@ class LSTM(_TorchCompatible, nn.LSTM):
     TRAIN_MIN_ROWS = 4
     default_heap = glibc_default_heap()  # read once, at import
     # A projected LSTM (proj_size) has no oneDNN kernel in torch.nn, whose general one runs
-    # instead. Over 21 shapes, where the panel kernel applies, rnnkit's trained 1.8-4.6x as fast
-    # and inferred 1.6-5.1x as fast on both heaps (1.2-4.1x and 1.3-3.6x with AVX2). Without it
-    # (float64, or a build with neither AVX-512 nor AVX2) rnnkit's trained 0.78-2.1x as fast,
-    # mostly faster, but inferred at 0.40-1.7x, mostly slower (python -m
+    # instead. Over 21 shapes, in float32 on an AVX-512 build, rnnkit's trained 1.8-4.6x as fast
+    # and inferred 1.6-5.1x as fast on both heaps (1.2-4.1x and 1.3-3.6x with AVX2). Without a
+    # panel kernel (float64, or a build with neither) it trained 0.78-2.1x as fast, mostly
+    # faster, but inferred at 0.40-1.7x, mostly slower (python -m
     # benchmarks.sweep_kernels --kind lstmp --mode train|infer [--dtype float64];
     # benchmarks/results/sweep-lstmp.txt).
 
@@ -203,17 +203,18 @@ class LSTM(_TorchCompatible, nn.LSTM):
         return self.default_heap or (panels_available(input) and self._loop_weights_fit())
 
     def _loop_weights_fit(self) -> bool:
-        """Whether every layer's W_ih, W_hh and W_hr (one direction) fit ``LOOP_WEIGHT_BYTES``, as
-        the loops count them (:func:`rnnkit.kernels.lstm.fits_loop`)."""
+        """Whether every layer's W_ih and W_hh (one direction) fit ``LOOP_WEIGHT_BYTES``, as the
+        loops count them (:func:`rnnkit.kernels.lstm.fits_loop`)."""
         return all(
-            lstm_kernel.fits_loop(p["weight_hh"], p["weight_ih"], p.get("weight_hr"))
+            lstm_kernel.fits_loop(p["weight_hh"], p["weight_ih"])
             for p in (self.layer_parameters(k, 0) for k in range(self.num_layers))
         )
 
     @classmethod
     def kernel_choice(cls) -> str:
         projected = (
-            "with proj_size, rnnkit's kernel to train, and to infer where the panel kernel applies"
+            "with proj_size, rnnkit's kernel to train, and to infer where the panel kernel is "
+            "built (float32)"
         )
         if cls.default_heap:
             why = "glibc's default heap"

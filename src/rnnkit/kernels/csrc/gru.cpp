@@ -16,7 +16,8 @@
 namespace rnnkit {
 
 // One row of the forward gate math. xp: (3H) input projection, with b_ih and the r, z parts of
-// b_hh folded in; hh: (3H) W_hh h_in; b_hn: (H) or null; h: (H) state h_{t-1}, updated in place
+// b_hh folded in (normalised first, with layer normalisation); hh: (3H) W_hh h_in (normalised
+// and scaled by its gains, with layer normalisation); b_hn: (H) or null; h: (H) state h_{t-1}, updated in place
 // to h_t; gates: (4H) r, z, n, hh_n = W_hn h_in + b_hn out; h_out: (H) out.
 template <bool kBias, typename scalar_t>
 inline void gru_forward_row(const scalar_t* __restrict__ xp, const scalar_t* __restrict__ hh,
@@ -114,11 +115,12 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
                                 const std::optional<Tensor>& rstd) {
   const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
   const int64_t S = keep_for_backward ? T : 1;
-  TORCH_CHECK(!g_hh || (hh_hat && rstd && hh_hat->is_contiguous() && rstd->is_contiguous() &&
+  TORCH_CHECK(!g_hh || (g_hh->is_contiguous() && g_hh->numel() == 3 * H && hh_hat && rstd &&
+                        hh_hat->is_contiguous() && rstd->is_contiguous() &&
                         hh_hat->sizes() == at::IntArrayRef({S, B, 3 * H}) &&
                         rstd->sizes() == at::IntArrayRef({S, B, 3})),
-              "gru_forward: layer normalisation needs contiguous hh_hat (", S, ", B, 3H) and "
-              "rstd (", S, ", B, 3) buffers");
+              "gru_forward: layer normalisation needs contiguous g_hh (3H), hh_hat (", S,
+              ", B, 3H) and rstd (", S, ", B, 3)");
   TORCH_CHECK(xp.is_contiguous() && h0.is_contiguous(), "gru_forward: contiguous xp, h0");
   TORCH_CHECK(!mask || mask->is_contiguous(), "gru_forward: contiguous mask");
   TORCH_CHECK(batch_sizes.empty() || static_cast<int64_t>(batch_sizes.size()) == T,
@@ -174,7 +176,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
 // rnnkit.kernels.gemm.pack laid it out. Returns [d_h0 (B, H)] and fills the caller's
 // (uninitialised) buffers:
 //   d_xp (T, B, 3H): gradient of the input projection W_ih x + b_ih (zero at inactive rows);
-//   d_t (4H, T*B) (not read with layer normalisation: may be empty): [d_hh_n; d_xp^T], where d_hh_n = d_n_pre * r is the n part of the gradient
+//   d_t (4H, T*B) (not written with layer normalisation: may be empty): [d_hh_n; d_xp^T], where d_hh_n = d_n_pre * r is the n part of the gradient
 //     of W_hh h_in + b_hh (its r, z parts equal d_xp's), so rows [0, 3H) are d_hh^T with the n
 //     block first and rows [H, 4H) are d_xp^T: one contiguous operand per weight-gradient GEMM;
 //   h_prev_t (H, T*B): h_{t-1} * mask (as the recurrent weights saw it), transposed;
@@ -195,12 +197,14 @@ std::vector<Tensor> gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, con
                                  const std::optional<Tensor>& rstd,
                                  const std::optional<Tensor>& d_hh_raw) {
   const int64_t T = gates.size(0), B = gates.size(1), H = h0.size(1);
-  TORCH_CHECK(!g_hh || (hh_hat && rstd && d_hh_raw && d_hh_raw->is_contiguous() &&
+  TORCH_CHECK(!g_hh || (g_hh->is_contiguous() && g_hh->numel() == 3 * H && hh_hat && rstd &&
+                        hh_hat->is_contiguous() && rstd->is_contiguous() && d_hh_raw &&
+                        d_hh_raw->is_contiguous() &&
                         d_hh_raw->sizes() == at::IntArrayRef({T, B, 3 * H}) &&
                         hh_hat->sizes() == at::IntArrayRef({T, B, 3 * H}) &&
                         rstd->sizes() == at::IntArrayRef({T, B, 3})),
-              "gru_backward: layer normalisation needs hh_hat, rstd (T, B, 3H), (T, B, 3) and a "
-              "contiguous d_hh_raw (T, B, 3H)");
+              "gru_backward: layer normalisation needs contiguous g_hh (3H), hh_hat (T, B, 3H), "
+              "rstd (T, B, 3) and d_hh_raw (T, B, 3H)");
   TORCH_CHECK(d_h_all.is_contiguous() && d_h_n.is_contiguous() && h0.is_contiguous(),
               "gru_backward: contiguous gradients and h0");
   TORCH_CHECK(!mask || mask->is_contiguous(), "gru_backward: contiguous mask");
@@ -210,7 +214,8 @@ std::vector<Tensor> gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, con
   TORCH_CHECK(d_xp.numel() == T * B * 3 * H && (g_hh || d_t.numel() == 4 * H * T * B) &&
                   h_prev_t.numel() == T * B * H && rows_h.numel() == T * B * H,
               "gru_backward: buffer sizes");
-  auto d_hh = at::empty({B, 3 * H}, gates.options());  // one step's, for the recurrent GEMM
+  // one step's d_hh, for the recurrent GEMM (with layer normalisation: d_hh_raw's rows)
+  auto d_hh = g_hh ? Tensor() : at::empty({B, 3 * H}, gates.options());
   auto d_h_prev_rows = at::empty({B, H}, gates.options());  // d_hh @ w_hh of a step's rows
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto w_hh_t = w_hh.t();    // (H, 3H): d_h_prev = d_hh @ w_hh
@@ -220,7 +225,7 @@ std::vector<Tensor> gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, con
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_gru_backward", [&] {
     const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
     scalar_t* dH = d_h.data_ptr<scalar_t>();
-    scalar_t* dHH = d_hh.data_ptr<scalar_t>();
+    scalar_t* dHH = g_hh ? nullptr : d_hh.data_ptr<scalar_t>();
     scalar_t* dX_all = d_xp.data_ptr<scalar_t>();
     scalar_t* dHN_all = rows_h.data_ptr<scalar_t>();  // d_hh_n (T*B, H) during the loop
     for (int64_t t = T - 1; t >= 0; --t) {

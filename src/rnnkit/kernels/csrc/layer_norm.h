@@ -70,7 +70,7 @@ inline void gate_norm_backward(const scalar_t* d_y, const scalar_t* __restrict__
     s1 /= H;
     s2 /= H;
     const scalar_t r = rstd[k];
-    scalar_t* __restrict__ out = d_v + k * H;
+    scalar_t* out = d_v + k * H;  // may be dy: element j is read, then written
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) out[j] = r * (dy[j] * gk[j] - s1 - vk[j] * s2);
   }

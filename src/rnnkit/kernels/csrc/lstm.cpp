@@ -1,5 +1,6 @@
 // LSTM time loop with hand-written BPTT: only the recurrent GEMM (with the panel kernel, also
-// the step's input projection) and the fused gate math run per step; the weight gradients (and
+// the step's input projection), the fused gate math and, for a projected LSTM, the projection
+// GEMM run per step; the weight gradients (and
 // otherwise the input projection) are single GEMMs done by the caller. With row splits each
 // thread runs its own rows through the whole sequence (check_splits in common.h).
 //
@@ -40,11 +41,11 @@ inline void lstm_forward_row(const scalar_t* __restrict__ hh, const scalar_t* __
   }
 }
 
-// One row of the backward gate math: from d h_t (output gradient d_out, plus the carried d_h if
-// kCarried; with a projection d_out is already the whole d h_t) and the carried d c_t, the pre-activation gradients d_gates and d c_{t-1} (into d_c).
+// One row of the backward gate math: from d h_t (output gradient d_out plus the carried d_h)
+// and the carried d c_t, the pre-activation gradients d_gates and d c_{t-1} (into d_c).
 // d_peep, d_bias: this thread's running sums of the peephole gradients (3H), if kPeephole, and
 // of d_gates itself, the bias gradient (4H), if kBias (added while the row is in registers).
-template <bool kPeephole, bool kBias, bool kCarried, typename scalar_t>
+template <bool kPeephole, bool kBias, typename scalar_t>
 inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __restrict__ c,
                               const scalar_t* __restrict__ c_prev,
                               const scalar_t* __restrict__ d_out,
@@ -56,7 +57,7 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
   for (int64_t j = 0; j < H; ++j) {
     const scalar_t i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
     const scalar_t tc = tanh_(c[j]);
-    const scalar_t dh = kCarried ? d_out[j] + d_h[j] : d_out[j];
+    const scalar_t dh = d_out[j] + d_h[j];
     const scalar_t do_pre = dh * tc * o * (1 - o);
     scalar_t dc = d_c[j] + dh * o * (1 - tc * tc);
     if constexpr (kPeephole) dc += do_pre * w_peep[2 * H + j];
@@ -116,6 +117,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
                                  const std::optional<Tensor>& h_pre) {
   const int64_t B = h0.size(0), H = c0.size(1), R = h0.size(1);
   const int64_t N = x_rows ? x_rows->size(0) : xp.size(0);
+  TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({4 * H, R}),
+              "lstm_forward: w_hh must be (4H, R) for c0 (B, H) and h0 (B, R); got ", w_hh.sizes());
   TORCH_CHECK(!x_rows || (x_rows->dim() == 2 && x_rows->is_contiguous() &&
                           is_panels(w_hh_packed) && is_panels(w_ih_packed) && xp.dim() == 1 &&
                           xp.size(0) == 4 * H),
@@ -273,6 +276,10 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
   // d_gates and d_r are scratch buffers the caller owns.
   const int64_t T = c_all.size(0), B = c_all.size(1), H = c0.size(1), N = gates.size(0);
   const int64_t R = d_h_n.size(1);
+  TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({4 * H, R}) &&
+                  d_h_all.sizes() == at::IntArrayRef({T, B, R}),
+              "lstm_backward: w_hh must be (4H, R) and d_h_all (T, B, R) for d_h_n (B, R); got ",
+              w_hh.sizes(), " and ", d_h_all.sizes());
   TORCH_CHECK(w_hr ? (w_hr->sizes() == at::IntArrayRef({R, H}) && d_r && d_r->is_contiguous() &&
                       d_r->sizes() == at::IntArrayRef({N, R}))
                    : R == H,
@@ -283,8 +290,10 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto d_c = d_c_n.clone();
   auto w_hh_t = w_hh.t();  // (R, 4H): d_h_prev = d_gates @ w_hh
-  // with a projection, a step's d (o * tanh(c_t)), rows as in d_h
+  // with a projection, a step's d (o * tanh(c_t)), and zeros in place of the carried gradient
+  // (the gate math reads d_pre alone: d_pre + 0; a template flag for it cost the loop 20%)
   auto d_pre = w_hr ? at::empty({B, H}, c0.options()) : at::Tensor();
+  auto no_carry = w_hr ? at::zeros({B, H}, c0.options()) : at::Tensor();
   check_splits(splits, w_hh_t_packed);
   TORCH_CHECK(splits == 1 || !w_hr || is_panels(w_hr_t_packed),
               "lstm_backward: row splits need the projection's weight in panels too");
@@ -306,28 +315,21 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
       const scalar_t* dHo =
           w_hr ? d_pre.data_ptr<scalar_t>() : d_h_all.data_ptr<scalar_t>() + t * B * H;
       scalar_t* dG = d_gates.data_ptr<scalar_t>() + offset * 4 * H;
-      const scalar_t* dHc = w_hr ? dHo : dH;  // the carried d_h (not read with a projection)
-      const auto rows = [&](auto peep, auto bias, auto carried) {
+      const scalar_t* dHc = w_hr ? no_carry.data_ptr<scalar_t>() : dH;  // the carried d_h
+      const auto rows = [&](auto peep, auto bias) {
         for (int64_t b = first; b < end; b += stride) {
           const int64_t r = b * H;
-          lstm_backward_row<decltype(peep)::value, decltype(bias)::value,
-                            decltype(carried)::value>(G + 4 * r, C + r, Cp + r, dHo + r, w_peep,
-                                                      dHc + r, dC + r, dG + 4 * r, acc + 4 * H,
-                                                      acc, H);
+          lstm_backward_row<decltype(peep)::value, decltype(bias)::value>(
+              G + 4 * r, C + r, Cp + r, dHo + r, w_peep, dHc + r, dC + r, dG + 4 * r,
+              acc + 4 * H, acc, H);
         }
       };
       using yes = std::true_type;
       using no = std::false_type;
-      if (w_hr) {
-        if (w_peep) {
-          bias_grad ? rows(yes{}, yes{}, no{}) : rows(yes{}, no{}, no{});
-        } else {
-          bias_grad ? rows(no{}, yes{}, no{}) : rows(no{}, no{}, no{});
-        }
-      } else if (w_peep) {
-        bias_grad ? rows(yes{}, yes{}, yes{}) : rows(yes{}, no{}, yes{});
+      if (w_peep) {
+        bias_grad ? rows(yes{}, yes{}) : rows(yes{}, no{});
       } else {
-        bias_grad ? rows(no{}, yes{}, yes{}) : rows(no{}, no{}, yes{});
+        bias_grad ? rows(no{}, yes{}) : rows(no{}, no{});
       }
     };
     if (S > 1) {  // each split runs its own rows back through the whole sequence

@@ -204,7 +204,7 @@ inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __re
   }
   // b_ih and b_hh are added to the same pre-activation: one bias sum serves both.
   gate_norm_backward<4>(d_g, p.g_ih, x_hat, rstd_ih, acc + kSumGih * H,
-                     static_cast<scalar_t*>(nullptr), d_xp, H);
+                        static_cast<scalar_t*>(nullptr), d_xp, H);
   gate_norm_backward<4>(d_g, p.g_hh, hh_hat, rstd_hh, acc + kSumGhh * H, acc + kSumB * H, d_hh, H);
 }
 
