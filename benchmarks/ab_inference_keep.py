@@ -47,7 +47,7 @@ def forwards(B: int, T: int, I: int, H: int) -> dict[str, Callable[[bool], objec
             x, h0, h0, *w_lstm, None, None, None, batch_sizes, keep
         ),
         "LSTM layer_norm": lambda keep: lstm_ln.LayerNormLSTMFunction.apply(
-            x, h0, h0, *w_ln, None, None, [], keep
+            x, h0, h0, *w_ln, None, None, None, [], keep
         ),
     }
 

@@ -27,6 +27,8 @@ OPTIONS = [
     {"proj_size": 3},
     {"proj_size": 6, "peephole": True, "recurrent_dropout": 0.3},
     {"proj_size": 4, "bias": False},
+    {"proj_size": 3, "layer_norm": True},
+    {"proj_size": 6, "layer_norm": True, "peephole": True, "recurrent_dropout": 0.3},
 ]
 
 
@@ -349,9 +351,16 @@ def test_gradcheck_of_the_lstm_functions():
     )
     g_ih, g_hh, g_c, b_c = rand(4 * H), rand(4 * H), rand(H), rand(H)
     assert torch.autograd.gradcheck(
-        lambda *a: lstm_ln_kernel.LayerNormLSTMFunction.apply(*a, mask, sizes, True),
+        lambda *a: lstm_ln_kernel.LayerNormLSTMFunction.apply(*a, None, mask, sizes, True),
         (x, h0, c0, w_ih, g_ih, b_ih, w_hh, b_hh, g_hh, g_c, b_c, peep),
     )
+    assert torch.autograd.gradcheck(  # with a projection
+        lambda *a: lstm_ln_kernel.LayerNormLSTMFunction.apply(
+            *a, mask[:, :P].contiguous(), sizes, True
+        ),
+        (x, rand(B, P), c0, w_ih, g_ih, b_ih, rand(4 * H, P), b_hh, g_hh, g_c, b_c, peep,
+         rand(P, H)),
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("options", [{"peephole": True}, {"layer_norm": True}])

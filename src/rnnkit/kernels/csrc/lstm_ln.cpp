@@ -2,7 +2,9 @@
 // C++. The caller does the input projection W_ih x for all steps in one GEMM; per step this
 // runs the recurrent GEMM, the per-gate normalisation of both sides (W_ih x and W_hh h), the
 // gates, and the normalisation of the cell state, and backward the same the other way, so each
-// row is normalised and differentiated while it is in cache.
+// row is normalised and differentiated while it is in cache. With a projection W_hr (R, H)
+// (torch.nn's proj_size), h_t = W_hr (o * tanh(LN(c_t))): one more GEMM per step, as in
+// lstm.cpp; h and the recurrent weight's input are then R wide.
 // Batches are sorted by decreasing length: rows [0, batch_sizes[t]) are active at step t.
 #include "common.h"
 #include "layer_norm.h"
@@ -68,10 +70,12 @@ inline void ln_forward_row(const scalar_t* __restrict__ xp, const scalar_t* __re
 // mask: (B, H) recurrent dropout. saved: the caller's buffers for what backward reads (reused
 // across calls by the caller): c_all (T, B, H), gates (T, B, 4H), x_hat (T, B, 4H), rstd_ih
 // (T, B, 4), hh_hat (T, B, 4H), rstd_hh (T, B, 4), c_hat (T, B, H), rstd_c (T, B).
-// h_in (T, B, H), required with a mask: each step's GEMM input (h_{t-1} masked; zero at
-// inactive rows) is written there for the weight gradient to read back. Without
-// keep_for_backward nothing is kept: saved and h_in have 1 in place of T, one step at a time.
-// Returns h_all (T, B, H), the saved buffers filled, h_n, c_n.
+// h_in (T, B, R), required with a mask: each step's GEMM input (h_{t-1} masked; zero at
+// inactive rows) is written there for the weight gradient to read back. With a projection
+// w_hr (R, H), h0 is (B, R), w_hh (4H, R), mask (B, R), and h_pre (T, B, H) receives
+// o * tanh(LN(c_t)) (zero at inactive rows) for W_hr's weight gradient; without, R = H. Without
+// keep_for_backward nothing is kept: saved, h_in and h_pre have 1 in place of T, one step at a
+// time. Returns h_all (T, B, R), the saved buffers filled, h_n, c_n.
 std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                     const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                     const Tensor& g_ih, const std::optional<Tensor>& b_ih,
@@ -81,13 +85,26 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
                                     const std::optional<Tensor>& mask,
                                     const std::vector<int64_t>& batch_sizes,
                                     const std::vector<Tensor>& saved,
-                                    const std::optional<Tensor>& h_in, bool keep_for_backward) {
-  const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1);
+                                    const std::optional<Tensor>& h_in, bool keep_for_backward,
+                                    const std::optional<Tensor>& w_hr,
+                                    const std::optional<Tensor>& w_hr_packed,
+                                    const std::optional<Tensor>& h_pre) {
+  const int64_t T = xp.size(0), B = xp.size(1), H = c0.size(1), R = h0.size(1);
   const int64_t S = keep_for_backward ? T : 1;  // steps the buffers hold
   TORCH_CHECK(xp.is_contiguous(), "lstm_ln_forward: xp must be contiguous");
-  TORCH_CHECK(!mask || h_in, "lstm_ln_forward: a mask needs the h_in buffer");
-  TORCH_CHECK(!h_in || (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({S, B, H})),
-              "lstm_ln_forward: h_in must be a contiguous (", S, ", B, H) tensor");
+  TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({4 * H, R}),
+              "lstm_ln_forward: w_hh must be (4H, R) for c0 (B, H) and h0 (B, R); got ",
+              w_hh.sizes());
+  TORCH_CHECK(w_hr ? (w_hr->sizes() == at::IntArrayRef({R, H}) && h_pre &&
+                      h_pre->is_contiguous() && h_pre->sizes() == at::IntArrayRef({S, B, H}))
+                   : R == H,
+              "lstm_ln_forward: with a projection, w_hr must be (R, H) and h_pre a contiguous (",
+              S, ", B, H) tensor; without one, h0 must be (B, H)");
+  TORCH_CHECK(!mask || (h_in && mask->is_contiguous() &&
+                        mask->sizes() == at::IntArrayRef({B, R})),
+              "lstm_ln_forward: a mask must be a contiguous (B, R) tensor and needs h_in");
+  TORCH_CHECK(!h_in || (h_in->is_contiguous() && h_in->sizes() == at::IntArrayRef({S, B, R})),
+              "lstm_ln_forward: h_in must be a contiguous (", S, ", B, R) tensor");
   const std::vector<std::vector<int64_t>> shapes = {{S, B, H},     {S, B, 4 * H}, {S, B, 4 * H},
                                                     {S, B, 4},     {S, B, 4 * H}, {S, B, 4},
                                                     {S, B, H},     {S, B}};
@@ -96,7 +113,7 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
     TORCH_CHECK(saved[k].is_contiguous() && saved[k].sizes() == at::IntArrayRef(shapes[k]) &&
                     saved[k].scalar_type() == xp.scalar_type(),
                 "lstm_ln_forward: saved buffer ", k, " must be contiguous, shaped ", shapes[k]);
-  auto h_all = at::empty({T, B, H}, h0.options());
+  auto h_all = at::empty({T, B, R}, h0.options());
   auto h = h0.clone();
   auto c = c0.clone();
   auto hh_rows = at::empty({B, 4 * H}, h0.options());  // W_hh h_{t-1} of a step's active rows
@@ -114,19 +131,22 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       const int64_t r0 = t * B;  // first row of step t
       const int64_t k0 = keep_for_backward ? r0 : 0;  // its first row in the saved buffers
-      scalar_t *Ht = h_all.data_ptr<scalar_t>() + H * r0, *Ct = Ca + H * k0, *Ch = Chat + H * k0;
+      scalar_t *Ht = h_all.data_ptr<scalar_t>() + R * r0, *Ct = Ca + H * k0, *Ch = Chat + H * k0;
       scalar_t *Gt = Ga + 4 * H * k0, *Xt = Xh + 4 * H * k0, *HHt = HHh + 4 * H * k0;
       scalar_t *Rit = Ri + 4 * k0, *Rht = Rh + 4 * k0, *Rct = Rc + k0;
-      for (scalar_t* buf : {Ht, Ct, Ch}) zero_rows_from(buf, n, B, H);
+      // o * tanh(LN(c_t)): the output, or with a projection its input
+      scalar_t* Out = w_hr ? h_pre->data_ptr<scalar_t>() + H * k0 : Ht;
+      zero_rows_from(Ht, n, B, R);
+      for (scalar_t* buf : {Ct, Ch, Out}) zero_rows_from(buf, n, B, H);
       for (scalar_t* buf : {Gt, Xt, HHt}) zero_rows_from(buf, n, B, 4 * H);
       for (scalar_t* buf : {Rit, Rht}) zero_rows_from(buf, n, B, 4);
       zero_rows_from(Rct, n, B, 1);
       Tensor rows = h.narrow(0, 0, n);
       if (h_in) {
         rows = (*h_in)[keep_for_backward ? t : 0].narrow(0, 0, n);
-        zero_rows_from(rows.data_ptr<scalar_t>(), n, B, H);  // read by the weight gradient
+        zero_rows_from(rows.data_ptr<scalar_t>(), n, B, R);  // read by the weight gradient
         recurrent_input_rows(h.data_ptr<scalar_t>(), mask ? mask->data_ptr<scalar_t>() : nullptr,
-                             rows.data_ptr<scalar_t>(), n, H);
+                             rows.data_ptr<scalar_t>(), n, R);
       }
       if (n == 0) continue;
       auto hh = gemm_nt(rows, w_hh, w_hh_packed, hh_rows.narrow(0, 0, n));  // (n, 4H), raw
@@ -138,10 +158,14 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
           const int64_t r = b * H;
           auto row = p.w_peep ? ln_forward_row<true, scalar_t> : ln_forward_row<false, scalar_t>;
           row(XP + 4 * r, HH + 4 * r, p, Cs + r, Xt + 4 * r, Rit + 4 * b, HHt + 4 * r,
-              Rht + 4 * b, Gt + 4 * r, Ch + r, Rct + b, Ct + r, Ht + r, H);
+              Rht + 4 * b, Gt + 4 * r, Ch + r, Rct + b, Ct + r, Out + r, H);
         }
       });
-      std::memcpy(h.data_ptr<scalar_t>(), Ht, sizeof(scalar_t) * n * H);
+      if (w_hr) {  // h_t = W_hr (o * tanh(LN(c_t)))
+        gemm_nt_into((*h_pre)[keep_for_backward ? t : 0].narrow(0, 0, n), *w_hr, w_hr_packed,
+                     h_all[t].narrow(0, 0, n));
+      }
+      std::memcpy(h.data_ptr<scalar_t>(), Ht, sizeof(scalar_t) * n * R);
     }
   });
   return {h_all, h, c};
@@ -208,12 +232,14 @@ inline void ln_backward_row(const scalar_t* __restrict__ g, const scalar_t* __re
   gate_norm_backward<4>(d_g, p.g_hh, hh_hat, rstd_hh, acc + kSumGhh * H, acc + kSumB * H, d_hh, H);
 }
 
-// Backward through time, reading what lstm_ln_forward saved. d_h_all: (T, B, H) gradient of
-// the outputs; d_h_n, d_c_n: (B, H). Fills d_xp, d_hh (T, B, 4H), the caller's buffers (it
-// turns them into the input and weight gradients with GEMMs over all steps), and returns them
-// with d_h0, d_c0, and the gradients of
+// Backward through time, reading what lstm_ln_forward saved. d_h_all: (T, B, R) gradient of
+// the outputs; d_h_n: (B, R); d_c_n: (B, H). Fills d_xp, d_hh (T, B, 4H), the caller's buffers
+// (it turns them into the input and weight gradients with GEMMs over all steps), and returns
+// them with d_h0, d_c0, and the gradients of
 // g_ih, g_hh, the bias (4H each; the same for b_ih and b_hh), g_c, b_c (H each) and the
-// peepholes (3, H; undefined without them).
+// peepholes (3, H; undefined without them). With a projection w_hr (R, H) (w_hr_t_packed:
+// w_hr^T laid out by rnnkit.kernels.gemm.pack), d_r (T, B, R), the caller's buffer, is filled
+// with the gradient of each h_t (zero at inactive rows) for W_hr's weight gradient.
 std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
                                      const Tensor& d_c_n, const Tensor& c0,
                                      const std::vector<Tensor>& saved, const Tensor& w_hh,
@@ -222,10 +248,23 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
                                      const Tensor& b_c, const std::optional<Tensor>& peephole,
                                      const std::optional<Tensor>& mask,
                                      const std::vector<int64_t>& batch_sizes, Tensor d_xp,
-                                     Tensor d_hh) {
+                                     Tensor d_hh, const std::optional<Tensor>& w_hr,
+                                     const std::optional<Tensor>& w_hr_t_packed,
+                                     const std::optional<Tensor>& d_r) {
   TORCH_CHECK(saved.size() == 8, "lstm_ln_backward: expected the 8 buffers of lstm_ln_forward");
   const Tensor& gates = saved[1];
-  const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
+  const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1), R = d_h_n.size(1);
+  TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({4 * H, R}) &&
+                  d_h_all.sizes() == at::IntArrayRef({T, B, R}),
+              "lstm_ln_backward: w_hh must be (4H, R) and d_h_all (T, B, R) for d_h_n (B, R); "
+              "got ", w_hh.sizes(), " and ", d_h_all.sizes());
+  TORCH_CHECK(w_hr ? (w_hr->sizes() == at::IntArrayRef({R, H}) && d_r && d_r->is_contiguous() &&
+                      d_r->sizes() == at::IntArrayRef({T, B, R}))
+                   : R == H,
+              "lstm_ln_backward: with a projection, w_hr must be (R, H) and d_r a contiguous "
+              "(T, B, R) tensor; without one, d_h_n must be (B, H)");
+  TORCH_CHECK(!mask || (mask->is_contiguous() && mask->sizes() == at::IntArrayRef({B, R})),
+              "lstm_ln_backward: a mask must be a contiguous (B, R) tensor");
   TORCH_CHECK(d_xp.is_contiguous() && d_xp.sizes() == gates.sizes() && d_hh.is_contiguous() &&
                   d_hh.sizes() == gates.sizes(),
               "lstm_ln_backward: d_xp and d_hh must be contiguous (T, B, 4H) buffers");
@@ -235,6 +274,9 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
   auto d_h = d_h_n.clone();
   auto d_c = d_c_n.clone();
   auto w_hh_t = w_hh.t();
+  // with a projection, a step's d (o * tanh(LN(c_t))), and zeros for the carried gradient
+  auto d_pre = w_hr ? at::empty({B, H}, c0.options()) : at::Tensor();
+  auto no_carry = w_hr ? at::zeros({B, H}, c0.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_ln_backward", [&] {
     const NormParams<scalar_t> p{g_ih.data_ptr<scalar_t>(), nullptr, g_hh.data_ptr<scalar_t>(),
                                  nullptr, g_c.data_ptr<scalar_t>(), b_c.data_ptr<scalar_t>(),
@@ -253,8 +295,18 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
       if (n == 0) continue;
       const scalar_t* C = Ca + H * r0;
       const scalar_t* Cp = t > 0 ? C - H * B : c0.data_ptr<scalar_t>();
-      const scalar_t* dHo = d_h_all.data_ptr<scalar_t>() + H * r0;
-      scalar_t *dH = d_h.data_ptr<scalar_t>(), *dC = d_c.data_ptr<scalar_t>();
+      const scalar_t* dHo = d_h_all.data_ptr<scalar_t>() + R * r0;
+      const scalar_t* dHc = d_h.data_ptr<scalar_t>();  // the carried d_h
+      scalar_t* dC = d_c.data_ptr<scalar_t>();
+      if (w_hr) {  // d h_t (kept in d_r) -> d (o * tanh(LN(c_t))) = d h_t @ W_hr
+        auto d_r_t = (*d_r)[t];
+        zero_rows_from(d_r_t.data_ptr<scalar_t>(), n, B, R);
+        auto d_r_rows = d_r_t.narrow(0, 0, n);
+        at::add_out(d_r_rows, d_h_all[t].narrow(0, 0, n), d_h.narrow(0, 0, n));
+        gemm_nt_into(d_r_rows, w_hr->t(), w_hr_t_packed, d_pre.narrow(0, 0, n));
+        dHo = d_pre.data_ptr<scalar_t>();
+        dHc = no_carry.data_ptr<scalar_t>();
+      }
       for_rows(n, 4 * H, [&](int64_t begin, int64_t end) {
         scalar_t* s = scratch.data_ptr<scalar_t>() + at::get_thread_num() * 7 * H;
         scalar_t* a = sums.data_ptr<scalar_t>() + at::get_thread_num() * kSumRow * H;
@@ -262,7 +314,7 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
           const int64_t r = b * H, q = r0 + b;  // q: the row in the saved buffers
           auto row = p.w_peep ? ln_backward_row<true, scalar_t> : ln_backward_row<false, scalar_t>;
           row(Ga + 4 * H * q, C + r, Cp + r, Chat + H * q, Rc[q], Xh + 4 * H * q, Ri + 4 * q,
-              HHh + 4 * H * q, Rh + 4 * q, p, dHo + r, dH + r, dC + r, dX + 4 * r, dHH + 4 * r,
+              HHh + 4 * H * q, Rh + 4 * q, p, dHo + r, dHc + r, dC + r, dX + 4 * r, dHH + 4 * r,
               s, a, H);
         }
       });
@@ -282,6 +334,16 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
 }  // namespace rnnkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("lstm_ln_forward", &rnnkit::lstm_ln_forward, "layer-norm LSTM forward");
-  m.def("lstm_ln_backward", &rnnkit::lstm_ln_backward, "layer-norm LSTM backward through time");
+  m.def("lstm_ln_forward", &rnnkit::lstm_ln_forward, "layer-norm LSTM forward", py::arg("xp"),
+        py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"), py::arg("g_ih"),
+        py::arg("b_ih"), py::arg("g_hh"), py::arg("b_hh"), py::arg("g_c"), py::arg("b_c"),
+        py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("saved"),
+        py::arg("h_in"), py::arg("keep_for_backward"), py::arg("w_hr") = py::none(),
+        py::arg("w_hr_packed") = py::none(), py::arg("h_pre") = py::none());
+  m.def("lstm_ln_backward", &rnnkit::lstm_ln_backward, "layer-norm LSTM backward through time",
+        py::arg("d_h_all"), py::arg("d_h_n"), py::arg("d_c_n"), py::arg("c0"), py::arg("saved"),
+        py::arg("w_hh"), py::arg("w_hh_t_packed"), py::arg("g_ih"), py::arg("g_hh"),
+        py::arg("g_c"), py::arg("b_c"), py::arg("peephole"), py::arg("mask"),
+        py::arg("batch_sizes"), py::arg("d_xp"), py::arg("d_hh"), py::arg("w_hr") = py::none(),
+        py::arg("w_hr_t_packed") = py::none(), py::arg("d_r") = py::none());
 }
