@@ -186,9 +186,9 @@ class LSTM(_TorchCompatible, nn.LSTM):
     TRAIN_MIN_ROWS = 4
     default_heap = glibc_default_heap()  # read once, at import
     # A projected LSTM (proj_size) has no oneDNN kernel in torch.nn, whose general one runs
-    # instead. Over 21 shapes, in float32 on an AVX-512 build, rnnkit's trained 1.8-4.6x as fast
-    # and inferred 1.6-5.1x as fast on both heaps (1.2-4.1x and 1.3-3.6x with AVX2). Without a
-    # panel kernel (float64, or a build with neither) it trained 0.78-2.1x as fast, mostly
+    # instead. Over 21 shapes, in float32 on an AVX-512 build, rnnkit's trained 2.2-6.8x as fast
+    # and inferred 1.6-5.1x as fast on both heaps (1.2-4.3x and 1.3-3.6x with AVX2). Without a
+    # panel kernel (float64, or a build with neither) it trained 0.83-2.2x as fast, mostly
     # faster, but inferred at 0.40-1.7x, mostly slower (python -m
     # benchmarks.sweep_kernels --kind lstmp --mode train|infer [--dtype float64];
     # benchmarks/results/sweep-lstmp.txt).
