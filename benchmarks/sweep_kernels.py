@@ -4,7 +4,8 @@ measurement behind which kernel a plain ``rnnkit.LSTM``, ``GRU`` or ``RNN`` runs
 
     python -m benchmarks.sweep_kernels [--kind lstm|lstmp|gru|rnn_tanh|rnn_relu]
                                        [--mode train|infer] [--heap warm|default]
-                                       [--dtype float32|float64] [--repeats 7] [--quick]
+                                       [--dtype float32|float64] [--repeats 7] [--short]
+                                       [--quick]
 
 For each shape (batch B, steps T, input I, hidden H, layers L, directions D) it times a call of
 the rnnkit layer forced onto its own C++ kernel and of the torch.nn layer with the same weights,
@@ -12,6 +13,7 @@ interleaved (ABBA rounds, median): a whole training step (forward, ``sum().backw
 forward without autograd. It prints torch.nn's time / rnnkit's (above 1: rnnkit's kernel is
 faster) and whether the recurrent GEMM runs on rnnkit's panel kernel at that batch size and
 dtype (``rnnkit.kernels.gemm.pack``). ``lstmp`` is an LSTM with ``proj_size = H // 2``.
+``--short`` sweeps short sequences instead (T = 1-32 at B = 1, 8, 32): a call's fixed cost.
 ``--heap warm`` (the default) reruns the script with glibc keeping freed memory
 (``bench_speed.WARM_HEAP``), as ``bench_speed`` does.
 """
@@ -38,6 +40,7 @@ SHAPES = [  # (shape, bidirectional): batch sizes at H=256, hidden sizes at B=32
     (Shape(B=64, T=256, I=256, H=512, L=2), False),  # bench_speed's config b
     (Shape(B=16, T=64, I=300, H=128, L=2), True),  # a tagger's BiLSTM
 ]
+SHORT = [(Shape(B=b, T=t, I=128, H=256), False) for b in (1, 8, 32) for t in (1, 2, 4, 8, 16, 32)]
 QUICK = [(Shape(B=8, T=6, I=5, H=16, L=2), True)]
 
 
@@ -75,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--heap", choices=("default", "warm"), default="warm")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per shape")
+    parser.add_argument("--short", action="store_true", help="short sequences, T = 1-32")
     parser.add_argument("--quick", action="store_true", help="one tiny shape: a smoke test")
     args = parser.parse_args(argv)
     if rerun_on_heap("benchmarks.sweep_kernels", args.heap, argv):
@@ -87,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     print(f"{'B':>4} {'T':>4} {'I':>5} {'H':>5} {'L':>2} {'D':>2} {'panels':>6} "
           f"{'rnnkit ms':>10} {'torch.nn ms':>12} {'ratio':>6}")  # fmt: skip
     rows = []
-    for s, bidirectional in QUICK if args.quick else SHAPES:
+    for s, bidirectional in QUICK if args.quick else SHORT if args.short else SHAPES:
         ours, theirs = measure(args.kind, s, bidirectional, args.mode, args.repeats, dtype)
         panels = uses_panels(s.B, dtype)
         D = 2 if bidirectional else 1

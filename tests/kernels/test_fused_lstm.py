@@ -426,14 +426,16 @@ def test_which_kernel_plain_lstm_training_runs(default_heap, monkeypatch, calls)
 @pytest.mark.parametrize("batch", [1, 6])
 def test_projected_lstm_runs_rnnkits_kernel_with_torch_nns_numbers(dtype, batch, calls):
     """A plain projected LSTM (proj_size; torch.nn has no oneDNN kernel for it) trains with
-    rnnkit's kernel at any batch size, and infers with it where the panel kernel applies
-    (float32 on an AVX-512 or AVX2 build), else with torch.nn's. Loaded with a torch.nn.LSTM's
-    state_dict it gives torch.nn's outputs, final state and gradients."""
+    rnnkit's kernel from PROJ_TRAIN_MIN_STEPS steps, and infers with it from
+    PROJ_INFER_MIN_TOKENS tokens where the panel kernel applies (float32 on an AVX-512 or AVX2
+    build), else with torch.nn's. Loaded with a torch.nn.LSTM's state_dict it gives torch.nn's
+    outputs, final state and gradients."""
     torch.manual_seed(0)
     theirs = torch.nn.LSTM(5, 8, 2, proj_size=3, bidirectional=True, dtype=dtype)
     ours = rnnkit.LSTM(5, 8, 2, proj_size=3, bidirectional=True, dtype=dtype)
     ours.load_state_dict(theirs.state_dict())
-    x = torch.randn(7, batch, 5, dtype=dtype)
+    assert (ours.PROJ_TRAIN_MIN_STEPS, ours.PROJ_INFER_MIN_TOKENS) == (8, 16)
+    x = torch.randn(16, batch, 5, dtype=dtype)
     hx = initial_state(ours, batch, dtype)
 
     def outputs_and_gradients(layer):
@@ -452,6 +454,14 @@ def test_projected_lstm_runs_rnnkits_kernel_with_torch_nns_numbers(dtype, batch,
         inferred = ours(x, hx)
         assert_close(inferred[0], theirs(x, hx)[0], tolerance)
     assert calls["lstm"] == (8 if gemm.panels_available(x) else 4)
+    before = calls["lstm"]
+    x_t = x[:1]  # one step, a streaming call: torch.nn's either way
+    with torch.no_grad():
+        ours(x_t, hx)
+    ours(x_t, hx)[0].sum().backward()
+    assert calls["lstm"] == before
+    ours(x[:8], hx)[0].sum().backward()  # 8 steps: rnnkit's again
+    assert calls["lstm"] == before + 4
 
 
 def test_backend_reports_each_kernel():
@@ -476,8 +486,8 @@ def test_backend_reports_each_kernel():
         )
     else:
         lstm = "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"
-    lstm += "; with proj_size, rnnkit's kernel to train, and to infer where the panel kernel is "
-    lstm += "built (float32)"
+    lstm += "; with proj_size, rnnkit's kernel to train from 8 steps, and to infer from 16 tokens "
+    lstm += "where the panel kernel is built (float32)"
     assert report["plain layers"] == (
         f"RNN: rnnkit's kernel to train and infer; LSTM: {lstm}; GRU: rnnkit's kernel to train "
         "and infer (rnnkit-only options and lengths=: rnnkit's)"

@@ -128,8 +128,9 @@ def projects_in_loop(packed: Tensor | None, w_ih: Tensor, hr_packed: Tensor | No
     (whose (N, 4H) result is written out and read back): wherever the recurrent weight is in
     panels (``packed``, from :func:`gemm.pack`) and the weights (with W_hr's panels, if given)
     fit ``LOOP_WEIGHT_BYTES``, whatever the batch size, so that a row's numbers do not depend on
-    how many rows share its batch (one process or several under DDP give the same weights). From 8 rows, whole training
-    steps 1.00-1.27x; at 4 rows 0.91-1.03x (``python -m benchmarks.ab_lstm_loops``)."""
+    how many rows share its batch (one process or several under DDP give the same weights).
+    From 8 rows, whole training steps 1.00-1.27x; at 4 rows 0.91-1.03x (``python -m
+    benchmarks.ab_lstm_loops``)."""
     if packed is None or packed.dim() != 3:
         return False
     return weight_bytes(packed, w_ih, hr_packed) <= LOOP_WEIGHT_BYTES

@@ -191,13 +191,22 @@ class LSTM(_TorchCompatible, nn.LSTM):
     # panel kernel (float64, or a build with neither) it trained 0.83-2.2x as fast, mostly
     # faster, but inferred at 0.40-1.7x, mostly slower (python -m
     # benchmarks.sweep_kernels --kind lstmp --mode train|infer [--dtype float64];
-    # benchmarks/results/sweep-lstmp.txt).
+    # benchmarks/results/sweep-lstmp.txt). On short sequences a call's fixed cost decides
+    # (--short --heap warm|default, B = 1, 8, 32): rnnkit's trained faster from 8 steps
+    # (1.37-1.99x warm, 0.93-1.84x default; below 4 steps 0.23-0.98x but 1.21x at B=32, T=2
+    # warm) and inferred faster from 16 tokens (1.03-2.58x; below, 0.50-1.03x). A streaming
+    # step of one token runs torch.nn's.
+    PROJ_TRAIN_MIN_STEPS = 8
+    PROJ_INFER_MIN_TOKENS = 16
 
     def _fused_is_faster(self, mode: str, input: Tensor, batch_size: int) -> bool:
         if mode in self.fused_beats_torch:
             return True
         if self.proj_size:
-            return mode == "train" or panels_available(input)
+            tokens = input.numel() // input.shape[-1]  # T * B (a PackedSequence's: N)
+            if mode == "train":
+                return tokens >= self.PROJ_TRAIN_MIN_STEPS * batch_size
+            return panels_available(input) and tokens >= self.PROJ_INFER_MIN_TOKENS
         if mode != "train" or batch_size < self.TRAIN_MIN_ROWS:
             return False
         return self.default_heap or (panels_available(input) and self._loop_weights_fit())
@@ -213,8 +222,9 @@ class LSTM(_TorchCompatible, nn.LSTM):
     @classmethod
     def kernel_choice(cls) -> str:
         projected = (
-            "with proj_size, rnnkit's kernel to train, and to infer where the panel kernel is "
-            "built (float32)"
+            f"with proj_size, rnnkit's kernel to train from {cls.PROJ_TRAIN_MIN_STEPS} steps, and "
+            f"to infer from {cls.PROJ_INFER_MIN_TOKENS} tokens where the panel kernel is built "
+            "(float32)"
         )
         if cls.default_heap:
             why = "glibc's default heap"
