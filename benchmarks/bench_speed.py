@@ -317,8 +317,9 @@ def lengths_case(s: Shape) -> Case:
 def streaming_case(kind: str) -> Case:
     """B=1, one call per time step with the state carried, under no_grad."""
     size, steps = STREAM_SIZE, STREAM_STEPS
-    per_step = gemm_flops(kind, 1, size, size)
     shape = Shape(B=1, T=1, I=size, H=size)
+    proj = layer_kwargs(kind, shape).get("proj_size", 0)
+    per_step = gemm_flops(LAYER_KINDS[kind][0], 1, size, size, proj_size=proj)
 
     def build() -> list[Impl]:
         ours, theirs = layer_pair(kind, shape)
@@ -347,7 +348,7 @@ def streaming_case(kind: str) -> Case:
             Impl("torch.nn", forward_calls(theirs), steps, steps * per_step, True, steps),
         ]
 
-    label = f"B=1 I={size} H={size}, {steps} calls of 1 step, no_grad"
+    label = f"B=1 I={size} H={size}{f' P={proj}' if proj else ''}, {steps} calls of 1 step, no_grad"
     return Case(f"streaming-{kind}", label, build)
 
 
@@ -407,7 +408,7 @@ def all_cases(quick: bool) -> list[Case]:
         cases.append(variant_case("lstm", option, value, a))
     cases.append(variant_case("gru", "layer_norm", True, a))
     cases.append(lengths_case(a))
-    cases += [streaming_case("lstm"), streaming_case("gru")]
+    cases += [streaming_case("lstm"), streaming_case("lstmp"), streaming_case("gru")]
     lengths_T = QUICK_MIN_RNN_T if quick else MIN_RNN_T
     cases += [min_rnn_case(T, check_error=T == max(lengths_T)) for T in lengths_T]
     if not quick:

@@ -29,6 +29,7 @@ EXPECTED = {
     "gru_layer_norm-a-train": {"rnnkit", "torch.nn plain GRU"},
     "lstm_lengths-a-train": {"rnnkit lengths=", "rnnkit full length", "torch.nn packed"},
     "streaming-lstm": {"rnnkit", "rnnkit .step", "torch.nn"},
+    "streaming-lstmp": {"rnnkit", "rnnkit .step", "torch.nn"},
     "streaming-gru": {"rnnkit", "rnnkit .step", "torch.nn"},
     "minrnn-T32-train": {"rnnkit MinGRU", "rnnkit MinLSTM", "torch.nn GRU"},
 }
@@ -137,7 +138,7 @@ def test_case_selection_and_listing():
     cases = bench_speed.all_cases(quick=True)
     assert [c.id for c in bench_speed.select(cases, "lstm")] == ["lstm-a-train", "lstm-a-infer"]
     assert {c.id for c in bench_speed.select(cases, "streaming-*,minrnn")} == {
-        "streaming-lstm", "streaming-gru", "minrnn-T32-train",
+        "streaming-lstm", "streaming-lstmp", "streaming-gru", "minrnn-T32-train",
     }  # fmt: skip
     with pytest.raises(ValueError, match="no case matches"):
         bench_speed.select(cases, "no-such-case")

@@ -10,6 +10,14 @@ from rnnkit.kernels import stream
 from tests.helpers import assert_near, require_kernel
 
 I, H = 9, 70  # N = 4H or 3H is no multiple of the 64-row panels: a partial last panel
+P = 37  # a projected LSTM's h: not a multiple of the panels' widths either
+
+
+def make_layer(kind, **options):
+    """A 2-layer rnnkit layer of the kind: LSTM, GRU, or LSTMP (an LSTM with proj_size P)."""
+    if kind == "LSTMP":
+        return rnnkit.LSTM(I, H, 2, proj_size=P, **options)
+    return getattr(rnnkit, kind)(I, H, 2, **options)
 
 
 @pytest.fixture
@@ -49,13 +57,13 @@ def states(hx):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("B", [1, 3, 6], ids=["B1", "B3-panels", "B6-gemm"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
-@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kind", ["LSTM", "LSTMP", "GRU"])
 @pytest.mark.parametrize("via_forward", [False, True], ids=["step", "forward"])
 def test_steps_equal_reference_loop(steps, kind, bias, B, dtype, via_forward):
-    layer = getattr(rnnkit, kind)(I, H, 2, bias=bias, dtype=dtype).eval()
+    layer = make_layer(kind, bias=bias, dtype=dtype).eval()
     xs = torch.randn(5, B, I, dtype=dtype)
-    hx0 = torch.randn(2, B, H, dtype=dtype)
-    hx0 = (hx0, torch.randn_like(hx0)) if kind == "LSTM" else hx0
+    hx0 = torch.randn(2, B, P if kind == "LSTMP" else H, dtype=dtype)
+    hx0 = (hx0, torch.randn(2, B, H, dtype=dtype)) if kind.startswith("LSTM") else hx0
     for start in (None, hx0):
         got, got_hx = run_steps(layer, xs, start, via_forward)
         with rnnkit.reference_implementation():
@@ -66,9 +74,9 @@ def test_steps_equal_reference_loop(steps, kind, bias, B, dtype, via_forward):
     assert steps["stepped"] == 2 * len(xs)
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kind", ["LSTM", "LSTMP", "GRU"])
 def test_stepper_follows_parameter_changes(steps, kind):
-    layer = getattr(rnnkit, kind)(I, H, dtype=torch.float64).eval()
+    layer = make_layer(kind, dtype=torch.float64).eval()
     xs = torch.randn(3, 2, I, dtype=torch.float64)
 
     def check():
@@ -81,6 +89,10 @@ def test_stepper_follows_parameter_changes(steps, kind):
     with torch.no_grad():
         layer.weight_hh_l0.mul_(-0.5)  # in place: the version counter moves
     check()
+    if kind == "LSTMP":
+        with torch.no_grad():
+            layer.weight_hr_l1.mul_(0.5)  # the projection's weight is watched too
+        check()
     layer.weight_ih_l0 = torch.nn.Parameter(torch.randn_like(layer.weight_ih_l0))  # replaced
     check()
     layer.bias_ih_l0.data = torch.randn_like(layer.bias_ih_l0)  # new data, same Parameter
@@ -91,7 +103,7 @@ def test_stepper_follows_parameter_changes(steps, kind):
     with rnnkit.reference_implementation():
         want, _ = run_steps(layer, xs)
     assert_near(got, want, torch.float32)
-    assert steps["stepped"] == 5 * len(xs)
+    assert steps["stepped"] == (6 if kind == "LSTMP" else 5) * len(xs)
 
 
 def test_inputs_the_stepper_does_not_take_go_the_general_path(steps):

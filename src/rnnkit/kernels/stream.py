@@ -1,7 +1,7 @@
-"""Streaming: one time step of a stacked unidirectional LSTM or GRU in one C++ call, for online
-inference (B small, no autograd). A C++ ``Stepper`` holds the layer's weights, laid out once for
-the batch size (in panels for B <= 4, oneDNN-packed above); it is rebuilt when a parameter is
-replaced, updated in place or given new data."""
+"""Streaming: one time step of a stacked unidirectional LSTM (projected or not) or GRU in one C++
+call, for online inference (B small, no autograd). A C++ ``Stepper`` holds the layer's weights,
+laid out once for the batch size (in panels for B <= 4, oneDNN-packed above); it is rebuilt when
+a parameter is replaced, updated in place or given new data."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def stream_step(layer: Any, x_t: Tensor, hx: Any, time_dim: int = -1) -> tuple[T
 @functools.cache
 def _stream_kind(cell: Any) -> str | None:
     """'lstm' or 'gru' when the cell's step has a streaming kernel, else None."""
-    if isinstance(cell, LSTMEquations) and not (cell.peephole or cell.layer_norm or cell.proj_size):
+    if isinstance(cell, LSTMEquations) and not (cell.peephole or cell.layer_norm):
         return "lstm"
     if isinstance(cell, GRUEquations) and not cell.layer_norm:
         return "gru"
@@ -95,9 +95,13 @@ def _stepper(layer: Any, batch_size: int) -> tuple[Any, str] | None:
         b_x, b_h = b_ih, b_hh
     packed_ih = [gemm.pack(w, batch_size) for w in w_ih]
     packed_hh = [gemm.pack(w, batch_size) for w in w_hh]
+    # a projected LSTM's W_hr (P, H): h_t = W_hr (o * tanh(c_t))
+    w_hr = [p["weight_hr"].detach().contiguous() if "weight_hr" in p else None for p in params]
+    packed_hr = [None if w is None else gemm.pack(w, batch_size) for w in w_hr]
     watched = list(layer._parameters.values())
     stepper = ext.Stepper(
-        kind == "lstm", batch_size, watched, w_ih, w_hh, b_x, b_h, packed_ih, packed_hh
-    )
+        kind == "lstm", batch_size, watched, w_ih, w_hh, b_x, b_h, packed_ih, packed_hh, w_hr,
+        packed_hr,
+    )  # fmt: skip
     _steppers[layer] = (list(map(id, watched)), stepper, kind)
     return stepper, kind

@@ -194,8 +194,8 @@ class LSTM(_TorchCompatible, nn.LSTM):
     # benchmarks/results/sweep-lstmp.txt). On short sequences a call's fixed cost decides
     # (--short --heap warm|default, B = 1, 8, 32): rnnkit's trained faster from 8 steps
     # (1.37-1.99x warm, 0.93-1.84x default; below 4 steps 0.23-0.98x but 1.21x at B=32, T=2
-    # warm) and inferred faster from 16 tokens (1.03-3.01x; below, 0.50-1.03x). A streaming
-    # step of one token runs torch.nn's.
+    # warm) and inferred faster from 16 tokens (1.03-3.01x; below, 0.50-1.03x). One-step calls
+    # without autograd run the C++ streaming step before this rule is asked (kernels/stream.py).
     PROJ_TRAIN_MIN_STEPS = 8
     PROJ_INFER_MIN_TOKENS = 16
 

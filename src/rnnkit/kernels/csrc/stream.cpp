@@ -95,10 +95,12 @@ inline void gru_step_row(const scalar_t* __restrict__ xr, const scalar_t* __rest
 }
 
 // The weights of a stacked LSTM or GRU, ready for steps of one batch size B. Per layer: w_ih
-// (N, I_k) and w_hh (N, H) with N = 4H (LSTM) or 3H (GRU), the bias of the input side b_x
+// (N, I_k) and w_hh (N, R) with N = 4H (LSTM) or 3H (GRU), the bias of the input side b_x
 // (LSTM: b_ih + b_hh) and of the recurrent side b_h (GRU: b_hh, kept apart because r
 // multiplies it), and the weights as gemm.pack laid them out for the GEMM route (B >
-// kSmallBatch: rnnkit's panel kernel or oneDNN). `watched`
+// kSmallBatch: rnnkit's panel kernel or oneDNN). A projected LSTM (torch.nn's proj_size) also
+// has w_hr (R, H), h_t = W_hr (o * tanh(c_t)), and its packed form (panels up to 128 rows);
+// R, the width of h, is H otherwise. `watched`
 // are the layer's parameters: a step on a stepper that is no longer fresh() would use stale
 // weights, so the caller rebuilds it.
 class Stepper {
@@ -106,11 +108,20 @@ class Stepper {
   Stepper(bool lstm, int64_t batch_size, std::vector<Tensor> watched, std::vector<Tensor> w_ih,
           std::vector<Tensor> w_hh, std::vector<std::optional<Tensor>> b_x,
           std::vector<std::optional<Tensor>> b_h, std::vector<std::optional<Tensor>> packed_ih,
-          std::vector<std::optional<Tensor>> packed_hh)
-      : lstm_(lstm), B_(batch_size), L_(w_ih.size()), H_(w_hh[0].size(1)),
+          std::vector<std::optional<Tensor>> packed_hh, std::vector<std::optional<Tensor>> w_hr,
+          std::vector<std::optional<Tensor>> packed_hr)
+      : lstm_(lstm), B_(batch_size), L_(w_ih.size()),
+        H_(w_hh[0].size(0) / (lstm ? 4 : 3)), R_(w_hh[0].size(1)),
         watched_(std::move(watched)), w_ih_(std::move(w_ih)), w_hh_(std::move(w_hh)),
         b_x_(std::move(b_x)), b_h_(std::move(b_h)), packed_ih_(std::move(packed_ih)),
-        packed_hh_(std::move(packed_hh)) {
+        packed_hh_(std::move(packed_hh)), w_hr_(std::move(w_hr)),
+        packed_hr_(std::move(packed_hr)) {
+    TORCH_CHECK(lstm_ || R_ == H_, "Stepper: a GRU's w_hh must be (3H, H)");
+    TORCH_CHECK(w_hr_.size() == static_cast<size_t>(L_) && packed_hr_.size() == w_hr_.size(),
+                "Stepper: one w_hr (or None) and its packed form per layer");
+    for (const auto& w : w_hr_)
+      TORCH_CHECK(w ? w->sizes() == at::IntArrayRef({R_, H_}) : R_ == H_,
+                  "Stepper: w_hr must be (R, H) for w_hh (4H, R); without it R = H");
     for (const auto& p : watched_) seen_.emplace_back(p._version(), p.data_ptr());
     if (B_ <= kSmallBatch) {
       for (int64_t k = 0; k < L_; ++k) panels_.push_back(make_panels(w_ih_[k], w_hh_[k]));
@@ -118,6 +129,7 @@ class Stepper {
       a_ = at::empty({B_, w_ih_[0].size(0)}, w_ih_[0].options());
       r_ = at::empty_like(a_);
     }
+    if (w_hr_[0]) h_pre_ = at::empty({B_, H_}, w_ih_[0].options());
   }
 
   int64_t batch_size() const { return B_; }
@@ -130,14 +142,14 @@ class Stepper {
     return true;
   }
 
-  // x (B, I), h and c (L, B, H) or None (zeros) -> (y, (h_out, c_out)): y (B, H) the top
-  // layer's output, h_out and c_out (L, B, H); None if the inputs do not fit (the caller then
-  // validates them and takes the general path). With time_dim 0 or 1, x is a one-step chunk
-  // (1, B, I) or (B, 1, I) and y gets the same time dimension.
+  // x (B, I), h (L, B, R) and c (L, B, H) or None (zeros) -> (y, (h_out, c_out)): y (B, R)
+  // the top layer's output, h_out (L, B, R) and c_out (L, B, H); None if the inputs do not fit
+  // (the caller then validates them and takes the general path). With time_dim 0 or 1, x is a
+  // one-step chunk (1, B, I) or (B, 1, I) and y gets the same time dimension.
   py::object lstm(const Tensor& x, const std::optional<Tensor>& h,
                   const std::optional<Tensor>& c, int64_t time_dim) {
-    if (!lstm_ || !accepts(x, time_dim, {h, c})) return py::none();
-    auto h_out = at::empty({L_, B_, H_}, x.options());
+    if (!lstm_ || !accepts(x, time_dim, {{h, R_}, {c, H_}})) return py::none();
+    auto h_out = at::empty({L_, B_, R_}, x.options());
     auto c_out = at::empty({L_, B_, H_}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_stream_step", [&] {
       auto zeros = std::vector<scalar_t>(c ? 0 : B_ * H_, scalar_t(0));
@@ -145,8 +157,13 @@ class Stepper {
                                              const scalar_t*, scalar_t* Ho) {
         const scalar_t* c_k = c ? c->data_ptr<scalar_t>() + k * B_ * H_ : zeros.data();
         scalar_t* Co = c_out.data_ptr<scalar_t>() + k * B_ * H_;
+        // o * tanh(c_t): the output, or with a projection its input
+        scalar_t* Out = w_hr_[k] ? h_pre_.data_ptr<scalar_t>() : Ho;
         for (int64_t b = 0; b < B_; ++b)
-          lstm_step_row(A + b * 4 * H_, R + b * 4 * H_, c_k + b * H_, Ho + b * H_, Co + b * H_, H_);
+          lstm_step_row(A + b * 4 * H_, R + b * 4 * H_, c_k + b * H_, Out + b * H_, Co + b * H_,
+                        H_);
+        if (w_hr_[k])  // h_t = W_hr (o * tanh(c_t)), into the layer's rows of h_out
+          gemm_nt_into(h_pre_, *w_hr_[k], packed_hr_[k], h_out[k]);
       });
     });
     return py::make_tuple(top_output(h_out, time_dim), py::make_tuple(h_out, c_out));
@@ -155,7 +172,7 @@ class Stepper {
   // x (B, I), h (L, B, H) or None (zeros) -> (y, h_out): y (B, H), h_out (L, B, H); None if
   // the inputs do not fit. time_dim as for lstm.
   py::object gru(const Tensor& x, const std::optional<Tensor>& h, int64_t time_dim) {
-    if (lstm_ || !accepts(x, time_dim, {h})) return py::none();
+    if (lstm_ || !accepts(x, time_dim, {{h, H_}})) return py::none();
     auto h_out = at::empty({L_, B_, H_}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_gru_stream_step", [&] {
       step_layers<scalar_t>(x, h, h_out, [&](int64_t, const scalar_t* X, const scalar_t* R,
@@ -169,26 +186,26 @@ class Stepper {
 
  private:
   // The layer loop of a step: for each layer k, cell(k, A, R, h_k, Ho) gets the layer's
-  // products A, R (B, N), its previous state rows h_k (B, H) (zeros if h is None) and its
-  // output rows Ho (B, H) in h_out, which are layer k + 1's input.
+  // products A, R (B, N), its previous state rows h_k (B, R) (zeros if h is None) and its
+  // output rows Ho (B, R) in h_out, which are layer k + 1's input.
   template <typename scalar_t, typename Cell>
   void step_layers(const Tensor& x, const std::optional<Tensor>& h, const Tensor& h_out,
                    const Cell& cell) {
-    auto zeros = std::vector<scalar_t>(h ? 0 : B_ * H_, scalar_t(0));
+    auto zeros = std::vector<scalar_t>(h ? 0 : B_ * R_, scalar_t(0));
     const scalar_t* input = x.data_ptr<scalar_t>();
     for (int64_t k = 0; k < L_; ++k) {
-      const scalar_t* h_k = h ? h->data_ptr<scalar_t>() + k * B_ * H_ : zeros.data();
+      const scalar_t* h_k = h ? h->data_ptr<scalar_t>() + k * B_ * R_ : zeros.data();
       const auto [A, R] = layer_products<scalar_t>(k, input, h_k, x.options());
-      scalar_t* Ho = h_out.data_ptr<scalar_t>() + k * B_ * H_;
+      scalar_t* Ho = h_out.data_ptr<scalar_t>() + k * B_ * R_;
       cell(k, A, R, h_k, Ho);
       input = Ho;
     }
   }
 
-  // Whether x (B, I) (or a one-step chunk, see lstm) and each state tensor (L, B, H) (or
+  // Whether x (B, I) (or a one-step chunk, see lstm) and each state tensor (L, B, width) (or
   // None) fit this stepper exactly.
   bool accepts(const Tensor& x, int64_t time_dim,
-               std::initializer_list<std::optional<Tensor>> states) const {
+               std::initializer_list<std::pair<std::optional<Tensor>, int64_t>> states) const {
     const auto& w = w_ih_[0];
     auto fits = [&](const Tensor& t) {
       return t.device().is_cpu() && t.scalar_type() == w.scalar_type() && t.is_contiguous();
@@ -197,20 +214,20 @@ class Stepper {
     const int64_t batch_dim = time_dim == 0 ? 1 : 0;  // a one-step chunk is laid out as (B, I)
     if (time_dim >= 0 && (time_dim > 1 || x.size(time_dim) != 1)) return false;
     if (x.size(batch_dim) != B_ || x.size(x.dim() - 1) != w.size(1)) return false;
-    for (const auto& s : states)
+    for (const auto& [s, width] : states)
       if (s && (!fits(*s) || s->dim() != 3 || s->size(0) != L_ || s->size(1) != B_ ||
-                s->size(2) != H_))
+                s->size(2) != width))
         return false;
     return true;
   }
 
-  // The top layer's h (B, H), with the input's time dimension if it had one.
+  // The top layer's h (B, R), with the input's time dimension if it had one.
   Tensor top_output(const Tensor& h_out, int64_t time_dim) const {
     return time_dim < 0 ? h_out[L_ - 1] : h_out[L_ - 1].unsqueeze(time_dim);
   }
 
   // Layer k's (x @ w_ih^T + b_x, h @ w_hh^T + b_h), each (B, N), valid until the next call:
-  // x (B, I_k) and h (B, H) as raw rows.
+  // x (B, I_k) and h (B, R) as raw rows.
   template <typename scalar_t>
   std::pair<const scalar_t*, const scalar_t*> layer_products(int64_t k, const scalar_t* x,
                                                              const scalar_t* h,
@@ -219,7 +236,7 @@ class Stepper {
     if (B_ > kSmallBatch) {
       // from_blob: views of the caller's rows, used only within this call
       auto x_t = at::from_blob(const_cast<scalar_t*>(x), {B_, I}, options);
-      auto h_t = at::from_blob(const_cast<scalar_t*>(h), {B_, H_}, options);
+      auto h_t = at::from_blob(const_cast<scalar_t*>(h), {B_, R_}, options);
       a_ = gemm_nt(x_t, w_ih_[k], packed_ih_[k]);
       r_ = gemm_nt(h_t, w_hh_[k], packed_hh_[k]);
       if (b_x_[k]) a_.add_(*b_x_[k]);
@@ -229,21 +246,22 @@ class Stepper {
         return t ? t->data_ptr<scalar_t>() : nullptr;
       };
       reverse_[k] = !reverse_[k];
-      panel_products(panels_[k].data_ptr<scalar_t>(), x, I, ptr(b_x_[k]), h, H_, ptr(b_h_[k]),
+      panel_products(panels_[k].data_ptr<scalar_t>(), x, I, ptr(b_x_[k]), h, R_, ptr(b_h_[k]),
                      B_, N, reverse_[k], a_.data_ptr<scalar_t>(), r_.data_ptr<scalar_t>());
     }
     return {a_.data_ptr<scalar_t>(), r_.data_ptr<scalar_t>()};
   }
 
   bool lstm_;
-  int64_t B_, L_, H_;
+  int64_t B_, L_, H_, R_;
   std::vector<Tensor> watched_;
   std::vector<std::pair<int64_t, const void*>> seen_;
   std::vector<Tensor> w_ih_, w_hh_;
-  std::vector<std::optional<Tensor>> b_x_, b_h_, packed_ih_, packed_hh_;
+  std::vector<std::optional<Tensor>> b_x_, b_h_, packed_ih_, packed_hh_, w_hr_, packed_hr_;
   std::vector<Tensor> panels_;
   std::vector<bool> reverse_;  // per layer: the direction of the last walk over its panels
   Tensor a_, r_;  // the products of the layer being stepped (B, N)
+  Tensor h_pre_;  // with a projection, a layer's o * tanh(c_t) (B, H)
 };
 
 }  // namespace rnnkit
@@ -252,6 +270,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<rnnkit::Stepper>(m, "Stepper")
       .def(py::init<bool, int64_t, std::vector<at::Tensor>, std::vector<at::Tensor>,
                     std::vector<at::Tensor>, std::vector<std::optional<at::Tensor>>,
+                    std::vector<std::optional<at::Tensor>>, std::vector<std::optional<at::Tensor>>,
                     std::vector<std::optional<at::Tensor>>, std::vector<std::optional<at::Tensor>>,
                     std::vector<std::optional<at::Tensor>>>())
       .def("batch_size", &rnnkit::Stepper::batch_size)
