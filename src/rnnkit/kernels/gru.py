@@ -2,7 +2,7 @@
 the weight gradients as one GEMM each over all time steps.
 
 With layer normalisation the input side, LN(W_ih x) g_ih + b_ih for all steps, is a few tensor
-operations that autograd differentiates (as in :meth:`GRUEquations.project_input`); the C++ loop
+operations that autograd differentiates (:meth:`GRUEquations.project_input`); the C++ loop
 normalises the recurrent side of each step and differentiates it (LayerNormGRUFunction)."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..cells.base import gate_layer_norm
 from ..cells.gru import GRUEquations, GRUState
 from . import gemm
 from .build import load_extension
@@ -144,12 +143,12 @@ def run_layer_norm(
 ) -> tuple[Tensor, GRUState]:  # fmt: skip
     """The layer-normalised GRU: the input side through autograd, the loop in C++."""
     H = equations.hidden_size
-    xp = gate_layer_norm(gemm.linear_autograd(x, p["weight_ih"]), p["ln_ih_weight"], 3)
     b_hn = None
     if "bias_ih" in p:  # b_hr, b_hz add to the pre-activations as b_ih does; b_hn sits in r*()
         b_ih, b_hh = p["bias_ih"], p["bias_hh"]
-        xp = xp + torch.cat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :]])
+        p = {**p, "bias_ih": torch.cat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :]])}
         b_hn = b_hh[2 * H :]
+    xp = equations.project_input(x, p, gemm.linear_autograd)  # (T, B, 3H), biases folded in
     h_all, h_n = LayerNormGRUFunction.apply(
         xp, state.h, p["weight_hh"], p["ln_hh_weight"], b_hn, mask, batch_sizes,
         torch.is_grad_enabled(),

@@ -74,6 +74,11 @@ def weight_gradients(
     return [gemm.transpose(s) for s in sums]
 
 
+def weight_gradient(d_rows: Tensor, rows: Tensor, batch: int) -> Tensor:
+    """d_rows (N, G) and one input's rows (N, K) -> sum over rows of d_row^T row: (G, K)."""
+    return weight_gradients(d_rows, [lambda n0, n1: [rows[n0:n1]]], [rows.shape[1]], batch)[0]
+
+
 # Rows per thread from which the LSTM loops split the batch between the threads for the whole
 # sequence (each thread its own rows' recurrent GEMM and gate math, no synchronisation between
 # steps) instead of sharing every step: with 4 rows per thread whole training steps were
@@ -228,7 +233,7 @@ class LSTMFunction(torch.autograd.Function):
         )  # fmt: skip
         d_w_hr = None
         if w_hr is not None and ctx.needs_input_grad[8]:
-            (d_w_hr,) = weight_gradients(d_r, [lambda n0, n1: [h_pre[n0:n1]]], [h_pre.shape[1]], B)
+            d_w_hr = weight_gradient(d_r, h_pre, B)
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b, d_peephole, d_w_hr, None, None, None
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import load_extension
-from .lstm import previous_states, weight_gradients
+from .lstm import previous_states, weight_gradient, weight_gradients
 from .workspace import saved, scratch
 
 SAVED = ("c_all", "gates", "x_hat", "rstd_ih", "hh_hat", "rstd_hh", "c_hat", "rstd_c")
@@ -79,17 +79,14 @@ class LayerNormLSTMFunction(torch.autograd.Function):
         )  # fmt: skip
         d_xp = d_xp.view(T * B, G)
         d_x = gemm.linear(d_xp, w_ih.t()).view(T, B, -1) if ctx.needs_input_grad[0] else None
-        (d_w_ih,) = weight_gradients(d_xp, [lambda n0, n1: [x_rows[n0:n1]]], [x_rows.shape[1]], B)
+        d_w_ih = weight_gradient(d_xp, x_rows, B)
         h_in_rows = None if h_in is None else h_in.view(T * B, -1)
         (d_w_hh,) = weight_gradients(
             d_hh.view(T * B, G), [previous_states(h0, h_all, h_in_rows)], [R], B
         )
         d_w_hr = None
         if w_hr is not None and ctx.needs_input_grad[12]:
-            h_pre_rows = h_pre.view(T * B, G // 4)
-            (d_w_hr,) = weight_gradients(
-                d_r.view(T * B, R), [lambda n0, n1: [h_pre_rows[n0:n1]]], [G // 4], B
-            )
+            d_w_hr = weight_gradient(d_r.view(T * B, R), h_pre.view(T * B, G // 4), B)
         d_b = d_b if ctx.has_bias else None  # b_ih and b_hh add to the same pre-activation
         return (
             d_x, d_h0, d_c0, d_w_ih, d_g_ih, d_b, d_w_hh, d_b, d_g_hh, d_g_c, d_b_c, d_peephole,

@@ -72,6 +72,16 @@ inline void gemm_nt_into(const Tensor& x, const Tensor& w, const std::optional<T
   }
 }
 
+// Backward of a projection h = W_hr p (w_hr (R, H), torch.nn's proj_size) for a step's rows:
+// d_r (n, R) = d_out + d_carried, the gradient of h (kept by the caller for W_hr's weight
+// gradient), and d_p (n, H) = d_r @ W_hr. w_hr_t_packed: W_hr^T as gemm_nt's routes take it.
+inline void projection_backward(const Tensor& d_out, const Tensor& d_carried, const Tensor& w_hr,
+                                const std::optional<Tensor>& w_hr_t_packed, Tensor d_r,
+                                const Tensor& d_p) {
+  at::add_out(d_r, d_out, d_carried);
+  gemm_nt_into(d_r, w_hr.t(), w_hr_t_packed, d_p);
+}
+
 // exp for float32: Cephes' polynomial after range reduction (relative error ~2e-7), written
 // with selects instead of branches so loops over it vectorise. Overflow gives inf, underflow 0,
 // and NaN stays NaN (both comparisons are false for it).

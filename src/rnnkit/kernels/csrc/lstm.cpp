@@ -367,9 +367,8 @@ std::vector<Tensor> lstm_backward(const Tensor& d_h_all, const Tensor& d_h_n, co
       offset -= n;
       if (n == 0) continue;
       if (w_hr) {
-        auto d_r_t = d_r->narrow(0, offset, n);
-        at::add_out(d_r_t, d_h_all.select(0, t).narrow(0, 0, n), d_h.narrow(0, 0, n));
-        gemm_nt_into(d_r_t, w_hr->t(), w_hr_t_packed, d_pre.narrow(0, 0, n));
+        projection_backward(d_h_all.select(0, t).narrow(0, 0, n), d_h.narrow(0, 0, n), *w_hr,
+                            w_hr_t_packed, d_r->narrow(0, offset, n), d_pre.narrow(0, 0, n));
       }
       for_rows(n, H, [&](int64_t begin, int64_t end) {
         gate_rows(t, offset, begin, end, 1,

@@ -137,7 +137,8 @@ std::vector<Tensor> lstm_ln_forward(const Tensor& xp, const Tensor& h0, const Te
       // o * tanh(LN(c_t)): the output, or with a projection its input
       scalar_t* Out = w_hr ? h_pre->data_ptr<scalar_t>() + H * k0 : Ht;
       zero_rows_from(Ht, n, B, R);
-      for (scalar_t* buf : {Ct, Ch, Out}) zero_rows_from(buf, n, B, H);
+      if (w_hr) zero_rows_from(Out, n, B, H);  // without a projection Out is Ht
+      for (scalar_t* buf : {Ct, Ch}) zero_rows_from(buf, n, B, H);
       for (scalar_t* buf : {Gt, Xt, HHt}) zero_rows_from(buf, n, B, 4 * H);
       for (scalar_t* buf : {Rit, Rht}) zero_rows_from(buf, n, B, 4);
       zero_rows_from(Rct, n, B, 1);
@@ -301,9 +302,8 @@ std::vector<Tensor> lstm_ln_backward(const Tensor& d_h_all, const Tensor& d_h_n,
       if (w_hr) {  // d h_t (kept in d_r) -> d (o * tanh(LN(c_t))) = d h_t @ W_hr
         auto d_r_t = (*d_r)[t];
         zero_rows_from(d_r_t.data_ptr<scalar_t>(), n, B, R);
-        auto d_r_rows = d_r_t.narrow(0, 0, n);
-        at::add_out(d_r_rows, d_h_all[t].narrow(0, 0, n), d_h.narrow(0, 0, n));
-        gemm_nt_into(d_r_rows, w_hr->t(), w_hr_t_packed, d_pre.narrow(0, 0, n));
+        projection_backward(d_h_all[t].narrow(0, 0, n), d_h.narrow(0, 0, n), *w_hr, w_hr_t_packed,
+                            d_r_t.narrow(0, 0, n), d_pre.narrow(0, 0, n));
         dHo = d_pre.data_ptr<scalar_t>();
         dHc = no_carry.data_ptr<scalar_t>();
       }
