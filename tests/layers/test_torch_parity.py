@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit
+from rnnkit.layers.torch_compat import onednn_lacks_autocast_lstm
 from tests.helpers import TOLERANCE, assert_close, forward_backward
 
 PAIRS = {"RNN": (rnnkit.RNN, nn.RNN), "LSTM": (rnnkit.LSTM, nn.LSTM), "GRU": (rnnkit.GRU, nn.GRU)}
@@ -153,6 +154,34 @@ def test_autocast_bfloat16_on_both_paths():
         ):
             got, _ = lstm(x, h)
         assert_close(got.float(), want, 0.05, f"autocast, reference={reference}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_onednn_autocast_lstm_check_matches_torch(dtype):
+    """onednn_lacks_autocast_lstm says True exactly where torch.nn's LSTM raises under autocast
+    on this CPU; rnnkit.LSTM then runs torch's ATen kernel, padded and packed input alike."""
+    torch_lstm = nn.LSTM(5, 6)
+    x = torch.randn(7, 3, 5)
+    with torch.autocast("cpu", dtype=dtype):
+        lacks = onednn_lacks_autocast_lstm(x)
+        try:
+            torch_lstm(x)
+            raised = False
+        except RuntimeError as error:
+            assert "primitive descriptor" in str(error)
+            raised = True
+    assert lacks == raised
+    lstm = rnnkit.LSTM(5, 6)
+    lstm.load_state_dict(torch_lstm.state_dict())
+    want, _ = lstm(x)
+    packed = pack_padded_sequence(x, torch.tensor([7, 4, 2]))
+    want_packed, _ = lstm(packed)
+    with torch.autocast("cpu", dtype=dtype):
+        got, _ = lstm(x)
+        got_packed, _ = lstm(packed)
+    assert_close(got.float(), want, 0.05, "autocast, padded")
+    assert_close(got_packed.data.float(), want_packed.data, 0.05, "autocast, packed")
+    assert torch.backends.mkldnn.enabled  # restored after the call
 
 
 @pytest.mark.parametrize(

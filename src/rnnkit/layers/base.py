@@ -9,6 +9,7 @@ torch.nn state_dicts load unchanged; the cell equations of layer k read them thr
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -90,6 +91,10 @@ class RecurrentLayerMixin:
         """Batched input (layout as ``batch_first``) -> (output, h_n) from torch.nn's kernel."""
         raise NotImplementedError
 
+    def _torch_kernel_context(self, input: Tensor) -> AbstractContextManager[Any]:
+        """The settings torch.nn's kernel runs under for this input (none by default)."""
+        return nullcontext()
+
     def forward(
         self, input: Tensor | PackedSequence, hx: Any = None, *, lengths: Tensor | None = None
     ) -> tuple[Tensor | PackedSequence, Any]:
@@ -122,7 +127,8 @@ class RecurrentLayerMixin:
             check_packed_input(input, self._equations[0].input_size, owner, dtype)
             self._check_hx(hx, int(input.batch_sizes[0]), dtype)
             if self._torch_kernel_applies(input.data, int(input.batch_sizes[0])):
-                return super().forward(input, hx)  # type: ignore[misc]
+                with self._torch_kernel_context(input.data):
+                    return super().forward(input, hx)  # type: ignore[misc]
             return self._forward_packed(input, hx)
         dtype = self._parameter_dtype()
         check_sequence_input(input, self._equations[0].input_size, owner, self.batch_first, dtype)
@@ -138,7 +144,8 @@ class RecurrentLayerMixin:
             input = input.unsqueeze(batch_dim)
             hx = None if hx is None else _map_hx(hx, lambda t: t.unsqueeze(1))
         if use_torch_kernel:
-            output, h_n = self._torch_kernel(input, hx)
+            with self._torch_kernel_context(input):
+                output, h_n = self._torch_kernel(input, hx)
         else:
             x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
             if lengths is not None:

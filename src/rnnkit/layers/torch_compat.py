@@ -18,6 +18,7 @@ Shapes (letter legend in :mod:`rnnkit.cells.base`): input (T, B, I) or (B, T, I)
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -50,6 +51,31 @@ def _check_layer_args(
     check_num_layers(num_layers)
     check_probability("dropout", dropout)
     check_probability("recurrent_dropout", recurrent_dropout)
+
+
+def onednn_lacks_autocast_lstm(input: Tensor) -> bool:
+    """Whether torch.nn's LSTM would fail on this input for want of a oneDNN kernel: under CPU
+    autocast to bfloat16 or float16 it asks oneDNN for an LSTM in that dtype, which oneDNN has
+    only where the CPU has the instructions for it; elsewhere (an AVX2 CPU, torch 2.13) the
+    call raises "could not create a primitive descriptor for the LSTM forward propagation
+    primitive". LSTMs whose parameters are in those dtypes, and torch.nn's RNN and GRU, run."""
+    if input.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return False
+    dtype = torch.get_autocast_dtype("cpu")
+    if dtype == torch.bfloat16:
+        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return dtype == torch.float16 and not torch.ops.mkldnn._is_mkldnn_fp16_supported()
+
+
+@contextmanager
+def _onednn_disabled():
+    """torch's ATen kernels instead of oneDNN's inside the block."""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
 
 
 class _TorchCompatible(RecurrentLayerMixin):
@@ -210,6 +236,10 @@ class LSTM(_TorchCompatible, nn.LSTM):
         if mode != "train" or batch_size < self.TRAIN_MIN_ROWS:
             return False
         return self.default_heap or (panels_available(input) and self._loop_weights_fit())
+
+    def _torch_kernel_context(self, input: Tensor) -> AbstractContextManager[Any]:
+        # torch.nn's LSTM under autocast on a CPU oneDNN has no such LSTM for: its ATen kernel.
+        return _onednn_disabled() if onednn_lacks_autocast_lstm(input) else nullcontext()
 
     def _loop_weights_fit(self) -> bool:
         """Whether every layer's W_ih and W_hh (one direction) fit ``LOOP_WEIGHT_BYTES``, as the
