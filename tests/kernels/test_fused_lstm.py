@@ -2,6 +2,7 @@
 finite differences, and the fallback when no kernel can be built."""
 
 import itertools
+import statistics
 from types import SimpleNamespace
 
 import pytest
@@ -308,20 +309,37 @@ def test_a_batch_of_empty_sequences(options, calls):
     assert not any(g.any() for g in fast[3:])  # the input's and every parameter's gradient
 
 
+def relative_errors(fast, slow, gold):
+    """(fast's, slow's) max abs error against gold, over gold's max abs."""
+    scale = gold.abs().max().item() + 1e-12
+    return tuple((t.double() - gold).abs().max().item() / scale for t in (fast, slow))
+
+
 @pytest.mark.parametrize("options", OPTIONS)
 def test_fused_float32_is_as_close_to_float64_as_the_reference(options):
-    layer = rnnkit.LSTM(6, 16, bidirectional=True, **options).train()
-    x = torch.randn(12, 4, 6, requires_grad=True)
-    lengths = torch.tensor([12, 5, 1, 9])
-    fast = run_and_grad(layer, x, None, lengths)
-    with rnnkit.reference_implementation():
-        slow = run_and_grad(layer, x, None, lengths)
-        gold = run_and_grad(layer.double(), x.detach().double().requires_grad_(), None, lengths)
-    for f, s, g in zip(fast, slow, gold, strict=True):
-        scale = g.abs().max().item() + 1e-12
-        fast_err = (f.double() - g).abs().max().item() / scale
-        ref_err = (s.double() - g).abs().max().item() / scale
-        assert fast_err < max(1e-5, 4 * ref_err), (fast_err, ref_err)
+    """Each output's and gradient's float32 error (max abs / the float64 result's max abs), the
+    median over four seeds: the fused kernel's within FACTOR x the reference loop's (or below
+    1e-5), and no seed's above 1e-3. Medians, because one seed's ratio of two rounding errors
+    is heavy-tailed: on an AVX2 host single seeds put the kernel at 0.1-16x the reference.
+    Over 24 seeds there (6 groups of 4) the plain kernel's medians were 0.5-0.9x the
+    reference's, the layer-norm kernel's 2.2-4.5x (its largest error 2.3e-4)."""
+    factor = 6 if options.get("layer_norm") else 2
+    errors = []  # per seed, per tensor: (fast, reference)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        layer = rnnkit.LSTM(6, 16, bidirectional=True, **options).train()
+        x = torch.randn(12, 4, 6, requires_grad=True)
+        lengths = torch.tensor([12, 5, 1, 9])
+        fast = run_and_grad(layer, x, None, lengths)
+        with rnnkit.reference_implementation():
+            slow = run_and_grad(layer, x, None, lengths)
+            gold = run_and_grad(layer.double(), x.detach().double().requires_grad_(), None, lengths)
+        errors.append([relative_errors(f, s, g) for f, s, g in zip(fast, slow, gold, strict=True)])
+    for k in range(len(errors[0])):
+        fast_err = statistics.median(seed[k][0] for seed in errors)
+        ref_err = statistics.median(seed[k][1] for seed in errors)
+        assert fast_err < max(1e-5, factor * ref_err), (k, fast_err, ref_err)
+        assert max(seed[k][0] for seed in errors) < 1e-3, (k, [seed[k] for seed in errors])
 
 
 def test_gradcheck_of_the_lstm_functions():
