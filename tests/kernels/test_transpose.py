@@ -49,3 +49,19 @@ def test_row_blocks_are_transposed_side_by_side():
     expected = torch.cat(blocks).t()
     assert torch.equal(gemm.transpose(blocks), expected)
     assert torch.equal(gemm.transpose(blocks, "test.blocks"), expected)
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "aten"])
+def test_rows_t_matmul_sums_row_blocks_on_both_routes(onednn, monkeypatch):
+    """The weight gradients' product: blocks of rows, one after another, transposed against
+    d, by oneDNN (blocks transposed first) or ATen (transposed views), equal to one product
+    in float64."""
+    if onednn and not gemm.onednn_applies(torch.zeros(1)):
+        pytest.skip("this torch build has no oneDNN GEMMs")
+    monkeypatch.setattr(gemm, "use_onednn", lambda t: onednn)
+    blocks = [torch.randn(5, 7), torch.randn(64, 7), torch.randn(1, 7)]
+    d = torch.randn(70, 33)
+    got = gemm.rows_t_matmul(blocks, d, "test.rows_t")
+    want = torch.cat(blocks).double().t() @ d.double()
+    assert got.shape == (7, 33)
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-4)

@@ -118,6 +118,31 @@ def _headers_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+def l2_cache_bytes(default: int = 1 << 20) -> int:
+    """The size of CPU 0's level-2 cache (per core on x86), from Linux's sysfs; ``default``
+    where it cannot be read."""
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if (index / "level").read_text().strip() != "2":
+                continue
+            size = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        if size[:-1].isdigit() and size[-1] in units:
+            return int(size[:-1]) * units[size[-1]]
+        if size.isdigit():
+            return int(size)
+    return default
+
+
+@functools.cache
+def cpu_has_avx512() -> bool:
+    """The CPU has the AVX-512 instructions of ``ISA_LEVELS["avx512"]`` (read once)."""
+    machine = platform.machine() in ("x86_64", "AMD64")
+    return machine and ISA_LEVELS["avx512"] <= _cpu_flags()
+
+
 def onednn_available() -> bool:
     """oneDNN (mkldnn) GEMMs callable on dense float32 CPU tensors in this torch build."""
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
@@ -132,10 +157,10 @@ def backend() -> dict[str, str]:
     """
     from ..layers.torch_compat import GRU, LSTM, RNN
     from . import KERNELS
-    from .gemm import PANEL_MAX_ROWS, panel_isa, panels_available
+    from .gemm import PANEL_MAX_ROWS, panel_isa, panels_available, use_onednn
 
     report = {}
-    big = "oneDNN" if onednn_available() else "ATen"
+    big = "oneDNN" if use_onednn(torch.zeros(1)) else "ATen"
     step = big
     if panels_available(torch.empty(0)):
         step = f"rnnkit's {panel_isa()} panel kernel up to {PANEL_MAX_ROWS} rows, else {big}"

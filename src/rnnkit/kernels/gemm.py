@@ -1,8 +1,10 @@
 """The GEMMs of the fused kernels. The big ones (all time steps at once) go through oneDNN where
-it is available (about twice torch.mm's throughput in float32 on AMD CPUs, where torch.mm runs
-MKL's AVX2 path), else ATen. The recurrent ones (a step's few rows, inside the C++ loops) take
-their weight from :func:`pack`: in panels for rnnkit's own AVX-512 or AVX2 kernel
-(``csrc/panel_gemm.h``) where it is built, else oneDNN-reordered, else plain.
+the CPU has AVX-512 (on AMD CPUs torch.mm runs MKL's AVX2 path there, and oneDNN had about twice
+its throughput), else ATen (torch.mm: MKL), which on an AVX2 CPU (AMD Zen 3) was 3-27% faster
+than oneDNN at the kernels' shapes. The recurrent ones (a step's few rows, inside the C++ loops)
+take their weight from :func:`pack`: in panels for rnnkit's own AVX-512 or AVX2 kernel
+(``csrc/panel_gemm.h``) where it is built, else oneDNN-reordered (where the big GEMMs use
+oneDNN), else plain.
 
 ``torch.ops.mkldnn._linear_pointwise`` and ``_reorder_linear_weight`` are internal torch ops:
 they are used only behind :func:`rnnkit.kernels.build.onednn_available`, only for float32 CPU
@@ -15,11 +17,18 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .build import load_extension, onednn_available
+from .build import cpu_has_avx512, load_extension, onednn_available
+
+
+def onednn_applies(t: Tensor) -> bool:
+    """oneDNN's GEMMs can take t: float32, on the CPU, in a torch build that has them."""
+    return t.dtype == torch.float32 and t.device.type == "cpu" and onednn_available()
 
 
 def use_onednn(t: Tensor) -> bool:
-    return t.dtype == torch.float32 and t.device.type == "cpu" and onednn_available()
+    """Whether the kernels' big GEMMs on t run on oneDNN (where it applies and the CPU has
+    AVX-512: ``python -m benchmarks.ab_big_gemms``) rather than ATen."""
+    return onednn_applies(t) and cpu_has_avx512()
 
 
 # Batch sizes up to which the loops get panels: there the panel kernel is 1.01-3.7x oneDNN per
@@ -74,6 +83,21 @@ def matmul(x: Tensor, y: Tensor) -> Tensor:
     if use_onednn(x):
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), y.t(), None, "none", [], "")
     return torch.mm(x, y)
+
+
+def rows_t_matmul(blocks: list[Tensor], d: Tensor, name: str) -> Tensor:
+    """blocks [(n_k, K)], which make (n, K) one after another, and d (n, G) -> (K, G), the sum
+    over rows of row^T d_row. oneDNN takes no transposed first operand: the blocks are
+    transposed into the reused scratch buffer ``name`` first; ATen (MKL) reads their transposed
+    views in place, one product per block."""
+    if use_onednn(d):
+        return matmul(transpose(blocks, name), d)
+    out, n0 = None, 0
+    for block in blocks:
+        part = d[n0 : n0 + block.shape[0]]
+        out = torch.mm(block.t(), part) if out is None else out.addmm_(block.t(), part)
+        n0 += block.shape[0]
+    return out
 
 
 def transpose(rows: Tensor | list[Tensor], name: str | None = None) -> Tensor:

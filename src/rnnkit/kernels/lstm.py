@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
-from .build import load_extension
+from .build import l2_cache_bytes, load_extension
 from .workspace import saved, scratch
 
 
@@ -58,9 +58,10 @@ def weight_gradients(
     over all steps (zeros when N = 0: no sequence had a step).
 
     Each is computed as input^T @ d_rows (K_k, G), which reads d_rows where it lies, and
-    transposed once at the end (small). Only the inputs are transposed, in blocks of rows
-    (about ``CHUNK_BYTES`` of d_rows each, a whole number of steps) into reused buffers: the
-    memory for this stays at one block instead of a transposed copy of all inputs.
+    transposed once at the end (small), in blocks of rows (about ``CHUNK_BYTES`` of d_rows
+    each, a whole number of steps). Only the inputs are transposed, for oneDNN
+    (:func:`gemm.rows_t_matmul`), a block at a time into reused buffers: the memory for this
+    stays at one block instead of a transposed copy of all inputs.
     """
     N, G = d_rows.shape
     block = max(batch, CHUNK_BYTES // (G * d_rows.element_size()) // batch * batch)
@@ -68,8 +69,7 @@ def weight_gradients(
     for n0 in range(0, N, block):
         n1 = min(N, n0 + block)
         for k, rows_of in enumerate(inputs):
-            rows_t = gemm.transpose(rows_of(n0, n1), f"lstm.in{k}_t")  # (K_k, n)
-            part = gemm.matmul(rows_t, d_rows[n0:n1])  # (K_k, G)
+            part = gemm.rows_t_matmul(rows_of(n0, n1), d_rows[n0:n1], f"lstm.in{k}_t")  # (K_k, G)
             sums[k] = part if sums[k] is None else sums[k].add_(part)
     return [gemm.transpose(s) for s in sums]
 
@@ -87,12 +87,15 @@ def weight_gradient(d_rows: Tensor, rows: Tensor, batch: int) -> Tensor:
 SPLIT_MIN_ROWS = 4
 # Bytes of weights the LSTM loops may read at every step for row splits or the projection in
 # the loop: W_hh's panels, plus W_ih when the loop projects the input (a row split reads all of
-# them each step, shared steps their share of the columns). Up to 8 MiB (H=512, I=512) both
-# were as fast or faster; beyond, slower: split steps projecting in the loop took 1.11x the time
-# of shared steps projecting before it at H=768, I=768 (18 MiB) and 1.20x at H=1024, I=512
-# (24 MiB) in training, warm heap (1.15x and 1.17x with the default heap; python -m
-# benchmarks.ab_lstm_loops; 2 MiB of L2 per core, a shared L3).
-LOOP_WEIGHT_BYTES = 8 << 20
+# them each step, shared steps their share of the columns): 8 times a core's L2 cache. On AMD
+# Zen 5 (1 MiB of L2 per core), up to 8 MiB (H=512, I=512) both were as fast or faster;
+# beyond, slower: split steps projecting in the loop took 1.11x the time of shared steps
+# projecting before it at H=768, I=768 (18 MiB) and 1.20x at H=1024, I=512 (24 MiB) in
+# training, warm heap. On Zen 3 (512 KiB of L2 per core) config b's 6 MiB per layer trained
+# at 0.97-0.98x with them, and rnnkit's kernel lost to torch.nn's there on a warm heap
+# (0.81-1.01x), against 1.02-1.13x at config a's 1.5 MiB (python -m benchmarks.ab_lstm_loops,
+# python -m benchmarks.bench_speed --heap warm).
+LOOP_WEIGHT_BYTES = 8 * l2_cache_bytes()
 
 
 def weight_bytes(*weights: Tensor | None) -> int:
