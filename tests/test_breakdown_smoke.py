@@ -23,10 +23,16 @@ def test_breakdown_reports_the_kernel_parts_and_restores_the_modules():
         breakdown_lstm.breakdown("plain", breakdown_lstm.own_kernel(rnnkit.LSTM(5, 8)), x, 1)
         breakdown_lstm.breakdown("ln", rnnkit.LSTM(5, 8, layer_norm=True), x, 1)
     plain, ln = out.getvalue().split("ln: ")
-    for part in ("C++ lstm_forward", "C++ lstm_backward", "gemm.matmul", "gemm.pack", "rest"):
+    for part in (
+        "C++ lstm_forward",
+        "C++ lstm_backward",
+        "gemm.rows_t_matmul",
+        "gemm.pack",
+        "rest",
+    ):
         assert part in plain, part
     # the input projection: inside the loop's GEMM with the panel kernel, else a GEMM before it
     assert ("gemm.linear" in plain) == (not gemm.panels_available(x))
-    for part in ("C++ lstm_ln_forward", "C++ lstm_ln_backward", "gemm.matmul"):
+    for part in ("C++ lstm_ln_forward", "C++ lstm_ln_backward", "gemm.rows_t_matmul"):
         assert part in ln, part
     assert {m: (m.load_extension, m.gemm) for m in before} == before

@@ -6,9 +6,9 @@ on free and returns freed memory at the top of the heap, so those buffers come b
 pages and every call pays page faults; rnnkit's kernels reuse their buffers and do not. A
 caching allocator (jemalloc, tcmalloc, mimalloc) or glibc told to keep freed memory removes
 that cost for torch.nn too. rnnkit's kernel is then still the faster where its panel kernel
-runs (AVX-512 or AVX2) and each layer's weights fit ``LOOP_WEIGHT_BYTES``, by less (``python -m
-benchmarks.sweep_kernels``, ``benchmarks.heap_lstm``); elsewhere torch.nn's stays
-(:class:`rnnkit.LSTM`).
+runs (AVX-512 or AVX2) and each layer's weights fit ``LOOP_WEIGHT_BYTES`` (8 L2 caches), by
+less (``python -m benchmarks.sweep_kernels``, ``benchmarks.heap_lstm``); elsewhere torch.nn's
+stays (:class:`rnnkit.LSTM`).
 """
 
 from __future__ import annotations

@@ -203,12 +203,12 @@ class LSTM(_TorchCompatible, nn.LSTM):
     # with glibc's default heap (rnnkit.kernels.heap; torch.nn's pays page faults for fresh
     # buffers on every call) 0.98-1.84x torch.nn's; on a heap that keeps freed memory where
     # rnnkit's panel kernel is built and each layer's W_ih and W_hh fit the loops'
-    # LOOP_WEIGHT_BYTES (rnnkit.kernels.lstm), 0.99-1.24x (AVX-512) and 0.97-1.28x (AVX2,
-    # measured as RNNKIT_MAX_CPU_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2). Beyond those weights, there,
-    # 1.00-1.04x and 0.79-0.94x; at 1 and 2 rows 0.80-0.99x and 0.82-0.95x (python -m
+    # LOOP_WEIGHT_BYTES (rnnkit.kernels.lstm: 8 L2 caches), 0.99-1.24x (AVX-512, Zen 5, 8 MiB)
+    # and 0.99-1.37x (AVX2, Zen 3, 4 MiB). Beyond those weights, there, 1.00-1.04x and
+    # 0.91-1.02x; at 1 and 2 rows 0.80-0.99x and 0.89-0.91x (python -m
     # benchmarks.sweep_kernels --heap default|warm). Without the panel kernel torch.nn's stays
-    # on that heap: rnnkit's loops would run oneDNN per step, 0.48-1.11x (AVX2, before its
-    # panel kernel existed).
+    # on that heap: rnnkit's loops would run oneDNN per step, 0.48-1.11x (AVX2 emulated on Zen
+    # 5, before the AVX2 panel kernel existed).
     TRAIN_MIN_ROWS = 4
     default_heap = glibc_default_heap()  # read once, at import
     # A projected LSTM (proj_size) has no oneDNN kernel in torch.nn, whose general one runs
