@@ -112,3 +112,25 @@ def test_an_avx2_build_passes_the_panel_and_loop_tests():
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:]
     assert " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-500:]
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [("512K", 512 << 10), ("1024K", 1 << 20), ("2M", 2 << 20), ("1048576", 1 << 20)],
+)
+def test_l2_cache_bytes_reads_the_level_2_entry(tmp_path, size, expected):
+    """The loops' weight limit scales with it (LOOP_WEIGHT_BYTES): the level-2 entry is read,
+    not the first one, in sysfs' units."""
+    for index, (level, text) in enumerate([("1", "32K"), ("1", "32K"), ("2", size), ("3", "32M")]):
+        entry = tmp_path / f"index{index}"
+        entry.mkdir()
+        (entry / "level").write_text(level + "\n")
+        (entry / "size").write_text(text + "\n")
+    assert build.l2_cache_bytes(caches=tmp_path) == expected
+
+
+def test_l2_cache_bytes_falls_back_where_sysfs_says_nothing(tmp_path):
+    assert build.l2_cache_bytes(123, caches=tmp_path / "missing") == 123
+    (tmp_path / "index0").mkdir()
+    (tmp_path / "index0" / "level").write_text("2\n")  # no size file
+    assert build.l2_cache_bytes(123, caches=tmp_path) == 123

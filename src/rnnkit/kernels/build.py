@@ -118,10 +118,13 @@ def _headers_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def l2_cache_bytes(default: int = 1 << 20) -> int:
-    """The size of CPU 0's level-2 cache (per core on x86), from Linux's sysfs; ``default``
-    where it cannot be read."""
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+CPU0_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+def l2_cache_bytes(default: int = 1 << 20, caches: Path = CPU0_CACHES) -> int:
+    """The size of CPU 0's level-2 cache (per core on x86), from Linux's sysfs (``caches``:
+    index*/level and index*/size, such as "512K"); ``default`` where it cannot be read."""
+    for index in sorted(caches.glob("index*")):
         try:
             if (index / "level").read_text().strip() != "2":
                 continue
