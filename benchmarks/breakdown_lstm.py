@@ -1,7 +1,8 @@
-"""Where an LSTM training step spends its time on rnnkit's C++ kernels: each call into the C++
-loops and each GEMM helper timed inside real training steps (forward, ``sum().backward()``).
+"""Where an LSTM (or GRU) training step spends its time on rnnkit's C++ kernels: each call into
+the C++ loops and each GEMM helper timed inside real training steps (forward,
+``sum().backward()``).
 
-    python -m benchmarks.breakdown_lstm [--steps 20] [--config a|b]
+    python -m benchmarks.breakdown_lstm [--steps 20] [--config a|b] [--kind lstm|gru]
 
 Rows: ms per training step in each part (a part's time includes the GEMMs it runs itself: the
 loops run the per-step recurrent GEMMs); "rest" is the step's time outside them (autograd,
@@ -21,8 +22,11 @@ import torch
 import rnnkit
 from benchmarks.bench_speed import CONFIGS, own_kernel, train_step
 from rnnkit.kernels import gemm
+from rnnkit.kernels import gru as gru_kernel
 from rnnkit.kernels import lstm as lstm_kernel
 from rnnkit.kernels import lstm_ln as lstm_ln_kernel
+
+KERNEL_MODULES = (lstm_kernel, lstm_ln_kernel, gru_kernel)  # each wrapped while timing
 
 WARMUP = 5
 
@@ -52,7 +56,7 @@ class Timed:
 def breakdown(label: str, layer: torch.nn.Module, x: torch.Tensor, steps: int) -> None:
     spent: dict[str, float] = collections.defaultdict(float)
     run = train_step(layer, x)
-    originals = {m: (m.load_extension, m.gemm) for m in (lstm_kernel, lstm_ln_kernel)}
+    originals = {m: (m.load_extension, m.gemm) for m in KERNEL_MODULES}
     try:
         for module in originals:
             load = module.load_extension
@@ -78,11 +82,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="a")
+    parser.add_argument("--kind", choices=("lstm", "gru"), default="lstm")
     args = parser.parse_args()
     s = CONFIGS[args.config]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, config {args.config}")
     torch.manual_seed(0)
     x = torch.randn(s.T, s.B, s.I)
+    if args.kind == "gru":
+        breakdown("GRU", rnnkit.GRU(s.I, s.H, s.L), x, args.steps)  # rnnkit's kernel always
+        return
     for label, options in (("LSTM", {}), ("LSTM layer_norm", {"layer_norm": True})):
         layer = rnnkit.LSTM(s.I, s.H, s.L, **options)
         breakdown(label, own_kernel(layer) if not options else layer, x, args.steps)
