@@ -17,6 +17,7 @@ Shapes (letter legend in :mod:`rnnkit.cells.base`): input (T, B, I) or (B, T, I)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -55,16 +56,25 @@ def _check_layer_args(
 
 def onednn_lacks_autocast_lstm(input: Tensor) -> bool:
     """Whether torch.nn's LSTM would fail on this input for want of a oneDNN kernel: under CPU
-    autocast to bfloat16 or float16 it asks oneDNN for an LSTM in that dtype, which oneDNN has
+    autocast to a lower precision it asks oneDNN for an LSTM in that dtype, which oneDNN has
     only where the CPU has the instructions for it; elsewhere (an AVX2 CPU, torch 2.13) the
     call raises "could not create a primitive descriptor for the LSTM forward propagation
-    primitive". LSTMs whose parameters are in those dtypes, and torch.nn's RNN and GRU, run."""
+    primitive". LSTMs whose parameters are in those dtypes, and torch.nn's RNN and GRU, run.
+    Found out once per dtype by trying a one-unit LSTM (:func:`_torch_lstm_autocasts`)."""
     if input.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
         return False
-    dtype = torch.get_autocast_dtype("cpu")
-    if dtype == torch.bfloat16:
-        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return dtype == torch.float16 and not torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    return not _torch_lstm_autocasts(torch.get_autocast_dtype("cpu"))
+
+
+@functools.cache
+def _torch_lstm_autocasts(dtype: torch.dtype) -> bool:
+    """torch.nn's LSTM runs on the CPU under autocast to dtype (its oneDNN kernel exists)."""
+    try:
+        with torch.autocast("cpu", dtype=dtype), torch.no_grad():
+            nn.LSTM(1, 1)(torch.zeros(1, 1, 1))
+    except RuntimeError:
+        return False
+    return True
 
 
 @contextmanager
