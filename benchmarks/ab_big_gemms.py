@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from unittest import mock
 
 import torch
 
 import rnnkit
 from benchmarks.bench_speed import CONFIGS, own_kernel, train_step
-from benchmarks.common import interleaved_medians, machine_description
+from benchmarks.common import interleaved_medians, machine_description, patched
 from rnnkit.kernels import gemm
 from rnnkit.kernels.build import cpu_has_avx512
 
@@ -32,12 +31,7 @@ LAYERS = {"lstm": (rnnkit.LSTM, torch.nn.LSTM), "gru": (rnnkit.GRU, torch.nn.GRU
 def on(library: str, fn: Callable[[], object]) -> Callable[[], object]:
     """fn with the kernels' big GEMMs on ``library`` ("oneDNN" or "ATen")."""
     choice = gemm.onednn_applies if library == "oneDNN" else (lambda t: False)
-
-    def run() -> object:
-        with mock.patch.object(gemm, "use_onednn", choice):
-            return fn()
-
-    return run
+    return patched(fn, gemm, use_onednn=choice)
 
 
 def gemm_shapes(B: int, T: int, I: int, H: int) -> dict[str, Callable[[str], Callable]]:

@@ -23,13 +23,12 @@ import functools
 import itertools
 import os
 from collections.abc import Callable
-from unittest import mock
 
 import torch
 
 import rnnkit
 from benchmarks.bench_speed import own_kernel, train_step
-from benchmarks.common import interleaved_medians, machine_description
+from benchmarks.common import interleaved_medians, machine_description, patched
 from rnnkit.kernels import gemm
 from rnnkit.kernels import lstm as lstm_kernel
 
@@ -52,15 +51,9 @@ def variant(split: bool, project: bool, fn: Callable[[], object]) -> Callable[[]
     """fn run with the loops forced to split rows or share steps, and to project in the loop
     or before it."""
     splits = torch.get_num_threads() if split else 1
-
-    def run() -> object:
-        with (
-            mock.patch.object(lstm_kernel, "row_splits", lambda *args: splits),
-            mock.patch.object(lstm_kernel, "projects_in_loop", lambda *args: project),
-        ):
-            return fn()
-
-    return run
+    return patched(
+        fn, lstm_kernel, row_splits=lambda *args: splits, projects_in_loop=lambda *args: project
+    )
 
 
 def outputs(layer: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor | None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from unittest import mock
 
 import torch
 
@@ -69,6 +71,19 @@ def rerun_on_heap(module: str, heap: str, argv: Sequence[str] | None) -> bool:
     args = sys.argv[1:] if argv is None else list(argv)
     subprocess.run([sys.executable, "-m", module, *args], env=env, check=True)
     return True
+
+
+def patched(fn: Callable[[], object], target: object, **values: object) -> Callable[[], object]:
+    """fn, run with ``target``'s attributes set to ``values`` for the call (restored after):
+    how the A/B scripts force one side of a choice."""
+
+    def run() -> object:
+        with contextlib.ExitStack() as stack:
+            for name, value in values.items():
+                stack.enter_context(mock.patch.object(target, name, value))
+            return fn()
+
+    return run
 
 
 def interleaved_times(

@@ -37,6 +37,11 @@ def _cpu_flags() -> set[str]:
         return set()
 
 
+def _x86_cpu_flags() -> set[str]:
+    """The CPU's flags on x86-64, none elsewhere (the ISA levels below are x86 ones)."""
+    return _cpu_flags() if platform.machine() in ("x86_64", "AMD64") else set()
+
+
 # x86 instruction sets the kernels are built for, oldest first: CPU flags each needs.
 ISA_LEVELS = {
     "baseline": set(),
@@ -66,7 +71,7 @@ def compiler_flags() -> list[str]:
     The flags are part of torch's extension build hash, so a cache shared by machines with
     different CPUs rebuilds instead of running instructions a CPU lacks."""
     flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros"]
-    cpu = _cpu_flags() if platform.machine() in ("x86_64", "AMD64") else set()
+    cpu = _x86_cpu_flags()
     allowed = list(ISA_LEVELS)[: list(ISA_LEVELS).index(max_cpu_isa()) + 1]
     if "avx2" in allowed and ISA_LEVELS["avx2"] <= cpu:
         flags += ["-mavx2", "-mfma"]
@@ -124,6 +129,7 @@ CPU0_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")
 def l2_cache_bytes(default: int = 1 << 20, caches: Path = CPU0_CACHES) -> int:
     """The size of CPU 0's level-2 cache (per core on x86), from Linux's sysfs (``caches``:
     index*/level and index*/size, such as "512K"); ``default`` where it cannot be read."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     for index in sorted(caches.glob("index*")):
         try:
             if (index / "level").read_text().strip() != "2":
@@ -131,7 +137,6 @@ def l2_cache_bytes(default: int = 1 << 20, caches: Path = CPU0_CACHES) -> int:
             size = (index / "size").read_text().strip().upper()
         except OSError:
             continue
-        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
         if size[:-1].isdigit() and size[-1] in units:
             return int(size[:-1]) * units[size[-1]]
         if size.isdigit():
@@ -142,8 +147,7 @@ def l2_cache_bytes(default: int = 1 << 20, caches: Path = CPU0_CACHES) -> int:
 @functools.cache
 def cpu_has_avx512() -> bool:
     """The CPU has the AVX-512 instructions of ``ISA_LEVELS["avx512"]`` (read once)."""
-    machine = platform.machine() in ("x86_64", "AMD64")
-    return machine and ISA_LEVELS["avx512"] <= _cpu_flags()
+    return ISA_LEVELS["avx512"] <= _x86_cpu_flags()
 
 
 def onednn_available() -> bool:

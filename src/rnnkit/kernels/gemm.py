@@ -76,22 +76,16 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return F.linear(x, weight, bias)
 
 
-def matmul(x: Tensor, y: Tensor) -> Tensor:
-    """x (M, K) @ y (K, N) -> (M, N), y read where it lies: oneDNN takes y as the transposed
-    view of a weight, no copy. The LSTM weight gradients use it so the gate gradients are never
-    transposed (``python -m benchmarks.ab_lstm_weight_gradients``)."""
-    if use_onednn(x):
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), y.t(), None, "none", [], "")
-    return torch.mm(x, y)
-
-
 def rows_t_matmul(blocks: list[Tensor], d: Tensor, name: str) -> Tensor:
     """blocks [(n_k, K)], which make (n, K) one after another, and d (n, G) -> (K, G), the sum
-    over rows of row^T d_row. oneDNN takes no transposed first operand: the blocks are
-    transposed into the reused scratch buffer ``name`` first; ATen (MKL) reads their transposed
-    views in place, one product per block."""
+    over rows of row^T d_row; d is read where it lies (the LSTM weight gradients' gate
+    gradients are never transposed: ``python -m benchmarks.ab_lstm_weight_gradients``).
+    oneDNN takes no transposed first operand, so the blocks are transposed into the reused
+    scratch buffer ``name`` first (and d passed as the transposed view of a weight); ATen
+    (MKL) reads their transposed views in place, one product per block."""
     if use_onednn(d):
-        return matmul(transpose(blocks, name), d)
+        rows_t = transpose(blocks, name)  # (K, n)
+        return torch.ops.mkldnn._linear_pointwise(rows_t, d.t(), None, "none", [], "")
     out, n0 = None, 0
     for block in blocks:
         part = d[n0 : n0 + block.shape[0]]
