@@ -18,8 +18,7 @@ EXT = load_extension("lstm")  # built in CI as everywhere with a compiler (test_
     "n,k", [(1, 1), (33, 5), (45, 7), (52, 9), (58, 11), (80, 20), (1024, 256), (70, 600)]
 )
 def test_panel_gemm_matches_float64_product(rows, n, k):
-    """Row tails (every block size of both builds, up to 8 rows with AVX-512 and 6 with AVX2, and
-    the last two blocks sharing a short tail: 7, 8, 9, 10 rows), column
+    """Row tails (every block size of both builds: 8 rows with AVX-512, 6 with AVX2), column
     tails (last panels 1, 13, 20, 26 and 6 columns wide: past 8 and 16, the register widths) and
     K beyond one 256-deep pass, with and without the added term, into a new tensor and into
     out."""

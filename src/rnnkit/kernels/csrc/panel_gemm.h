@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <vector>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -109,12 +108,11 @@ inline at::Tensor pack_panels(const at::Tensor& w) {
 constexpr int64_t kBlockColumns = 2 * PanelVec::kLanes;
 
 // C[r, 0:width) (+)= sum_k A[r, k] * panel[k, 0:width) for r < MR, width <= kBlockColumns
-// (panel rows kPanelWidth apart), A's rows packed k-major (a[k * MR + r], pack_rows):
-// MR x 2 accumulators held in registers over the whole depth.
+// (panel rows kPanelWidth apart): MR x 2 accumulators held in registers over the whole depth.
 template <int MR>
-inline void panel_block(const float* __restrict__ a, const float* __restrict__ panel,
-                        int64_t depth, float* __restrict__ C, int64_t ldc, int64_t width,
-                        bool accumulate) {
+inline void panel_block(const float* __restrict__ A, int64_t lda,
+                        const float* __restrict__ panel, int64_t depth, float* __restrict__ C,
+                        int64_t ldc, int64_t width, bool accumulate) {
   using V = PanelVec;
   const typename V::Mask lo = V::first(width), hi = V::first(width - V::kLanes);
   typename V::Reg c0[MR], c1[MR];
@@ -128,9 +126,9 @@ inline void panel_block(const float* __restrict__ a, const float* __restrict__ p
     const typename V::Reg b1 = V::load(panel + k * kPanelWidth + V::kLanes);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const typename V::Reg x = V::broadcast(a + k * MR + r);
-      c0[r] = V::fma(x, b0, c0[r]);
-      c1[r] = V::fma(x, b1, c1[r]);
+      const typename V::Reg a = V::broadcast(A + r * lda + k);
+      c0[r] = V::fma(a, b0, c0[r]);
+      c1[r] = V::fma(a, b1, c1[r]);
     }
   }
 #pragma GCC unroll 8
@@ -140,45 +138,22 @@ inline void panel_block(const float* __restrict__ a, const float* __restrict__ p
   }
 }
 
-// panel_block over rows <= kPanelRows (packed as pack_rows left them) and the panel's first
-// width columns (one register block per kBlockColumns of them).
-inline void panel_rows(int64_t rows, const float* a, const float* panel, int64_t depth, float* C,
-                       int64_t ldc, int64_t width, bool accumulate) {
+// panel_block over rows <= kPanelRows and the panel's first width columns (one register block
+// per kBlockColumns of them).
+inline void panel_rows(int64_t rows, const float* A, int64_t lda, const float* panel,
+                       int64_t depth, float* C, int64_t ldc, int64_t width, bool accumulate) {
   for (int64_t j = 0; j < width; j += kBlockColumns) {
     const int64_t w = std::min(kBlockColumns, width - j);
     switch (rows) {
-      case 8: panel_block<8>(a, panel + j, depth, C + j, ldc, w, accumulate); break;
-      case 7: panel_block<7>(a, panel + j, depth, C + j, ldc, w, accumulate); break;
-      case 6: panel_block<6>(a, panel + j, depth, C + j, ldc, w, accumulate); break;
-      case 5: panel_block<5>(a, panel + j, depth, C + j, ldc, w, accumulate); break;
-      case 4: panel_block<4>(a, panel + j, depth, C + j, ldc, w, accumulate); break;
-      case 3: panel_block<3>(a, panel + j, depth, C + j, ldc, w, accumulate); break;
-      case 2: panel_block<2>(a, panel + j, depth, C + j, ldc, w, accumulate); break;
-      case 1: panel_block<1>(a, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 8: panel_block<8>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 7: panel_block<7>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 6: panel_block<6>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 5: panel_block<5>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 4: panel_block<4>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 3: panel_block<3>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 2: panel_block<2>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
+      case 1: panel_block<1>(A, lda, panel + j, depth, C + j, ldc, w, accumulate); break;
       default: TORCH_CHECK(false, "panel_rows: ", rows, " rows; a block holds 1 to ", kPanelRows);
-    }
-  }
-}
-
-// The rows of the register block that starts left rows before the end of A: kPanelRows, but
-// the last two blocks share what is left evenly rather than end on one or two rows (8 rows
-// are 4 + 4, not 6 + 2: a block of two rows waits on its loads, not its FMAs).
-inline int64_t block_rows(int64_t left) {
-  return left > kPanelRows && left < kPanelRows + 3 ? left / 2 : std::min(kPanelRows, left);
-}
-
-// A[0:M, 0:depth) (rows lda apart) -> packed, block after block (block_rows), each k-major:
-// the block of r rows from row m0 is packed[m0 * depth + k * r + q] = A[m0 + q, k]. The
-// kernel then broadcasts from one contiguous stream, not from MR rows lda apart: 1.07-1.18x
-// the speed of reading A in place at the loops' shapes from 8 rows (M = 8-64, K = 384-2048,
-// N = 256-2048; one thread, AVX2 on AMD Zen 3, a scratch A/B not in the repository).
-inline void pack_rows(const float* A, int64_t M, int64_t lda, int64_t depth, float* packed) {
-  for (int64_t m0 = 0, r = 0; m0 < M; m0 += r) {
-    r = block_rows(M - m0);
-    float* out = packed + m0 * depth;
-    for (int64_t q = 0; q < r; ++q) {
-      const float* row = A + (m0 + q) * lda;
-      for (int64_t k = 0; k < depth; ++k) out[k * r + q] = row[k];
     }
   }
 }
@@ -186,24 +161,20 @@ inline void pack_rows(const float* A, int64_t M, int64_t lda, int64_t depth, flo
 
 // C (M, N) = A (M, K) @ W^T, or C += it with accumulate; A's rows lda apart, C's ldc apart;
 // W as pack_panels made it. Panels are split across threads, each thread runs its panels
-// kPanelDepth of K at a time, with its own copy of A's rows for that depth (pack_rows).
+// kPanelDepth of K at a time.
 inline void panel_gemm(const float* A, int64_t M, int64_t K, int64_t lda, const float* panels,
                        int64_t N, float* C, int64_t ldc, bool accumulate) {
 #if defined(RNNKIT_PANEL_KERNEL)
   const int64_t P = (N + kPanelWidth - 1) / kPanelWidth;
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   at::parallel_for(0, P, (P + threads - 1) / threads, [&](int64_t p0, int64_t p1) {
-    thread_local std::vector<float> packed;  // this thread's rows of A for one pass of depth
-    packed.resize(M * std::min(K, kPanelDepth));
     for (int64_t k0 = 0; k0 < K; k0 += kPanelDepth) {
       const int64_t depth = std::min(kPanelDepth, K - k0);
-      pack_rows(A + k0, M, lda, depth, packed.data());
       for (int64_t p = p0; p < p1; ++p) {
         const float* panel = panels + (p * K + k0) * kPanelWidth;
         const int64_t width = std::min(kPanelWidth, N - p * kPanelWidth);
-        for (int64_t m0 = 0, rows = 0; m0 < M; m0 += rows) {
-          rows = block_rows(M - m0);
-          panel_rows(rows, packed.data() + m0 * depth, panel, depth,
+        for (int64_t m0 = 0; m0 < M; m0 += kPanelRows) {
+          panel_rows(std::min(kPanelRows, M - m0), A + m0 * lda + k0, lda, panel, depth,
                      C + m0 * ldc + p * kPanelWidth, ldc, width, accumulate || k0 > 0);
         }
       }
