@@ -61,10 +61,11 @@ def weight_gradients(
     input and transposed at the end (small), in blocks of rows (about ``CHUNK_BYTES`` of d_rows
     each, a whole number of steps). Several inputs are first copied side by side into one
     reused buffer (n, sum K_k) (:func:`joined_rows`), so one product covers them all: whole
-    LSTM training steps took 0.97-0.98x the time of one product per input (``python -m
-    benchmarks.ab_lstm_weight_gradients``). Only the inputs are transposed, for oneDNN
-    (:func:`gemm.rows_t_matmul`), a block at a time into a reused buffer: the memory for this
-    stays at one block instead of a transposed copy of all inputs.
+    LSTM training steps took 0.94-0.98x the time of one product per input at configs a and b
+    (``python -m benchmarks.ab_lstm_weight_gradients``, two runs on AMD Zen 3, warm heap).
+    Only the inputs are transposed, for oneDNN (:func:`gemm.rows_t_matmul`), a block at a time
+    into a reused buffer: the memory for this stays at one block instead of a transposed copy
+    of all inputs.
     """
     N, G = d_rows.shape
     block = max(batch, CHUNK_BYTES // (G * d_rows.element_size()) // batch * batch)
