@@ -9,7 +9,8 @@ Cases (``--list-cases``): LSTM, bidirectional LSTM (config a only), GRU, RNN tan
 train and inference, at config a (B=32 T=128 I=128 H=256, 1 layer) and b (B=64 T=256 I=256
 H=512, 2 layers); the rnnkit-only LSTM options peephole, layer_norm and recurrent_dropout
 against plain nn.LSTM; a padded batch with ``lengths=`` against the same batch at full length
-(and torch.nn on it packed); streaming, one call per step at B=1; minGRU/minLSTM against
+(and torch.nn on it packed); streaming, one call per step at B=1 (with, for reference, the step's
+matrix-vector products alone as one ``torch.mv`` per step); minGRU/minLSTM against
 nn.GRU at T=256 and T=4096, with their error against a float64 step loop; and the peak RSS
 increase of a config-b LSTM training step.
 
@@ -342,11 +343,25 @@ def streaming_case(kind: str) -> Case:
                 for t in range(steps):
                     _, hx = ours.step(xs[t], hx)
 
-        return [
+        # The step's products alone, one library call per step: [W_ih | W_hh] @ [x_t; h] (the
+        # GRU's r applies to one part afterwards; the weights read are the same).
+        weights = torch.cat([theirs.weight_ih_l0, theirs.weight_hh_l0], 1).detach()
+        inputs = torch.randn(steps, weights.shape[1])
+
+        def products_only() -> None:
+            for t in range(steps):
+                torch.mv(weights, inputs[t])
+
+        impls = [
             Impl("rnnkit", forward_calls(ours), steps, steps * per_step, steps=steps),
             Impl("rnnkit .step", step_calls, steps, steps * per_step, steps=steps),
             Impl("torch.nn", forward_calls(theirs), steps, steps * per_step, True, steps),
         ]
+        if not proj:  # a projected LSTM has a third product
+            impls.append(
+                Impl("products: torch.mv", products_only, steps, steps * per_step, steps=steps)
+            )
+        return impls
 
     label = f"B=1 I={size} H={size}{f' P={proj}' if proj else ''}, {steps} calls of 1 step, no_grad"
     return Case(f"streaming-{kind}", label, build)

@@ -28,9 +28,9 @@ EXPECTED = {
     },
     "gru_layer_norm-a-train": {"rnnkit", "torch.nn plain GRU"},
     "lstm_lengths-a-train": {"rnnkit lengths=", "rnnkit full length", "torch.nn packed"},
-    "streaming-lstm": {"rnnkit", "rnnkit .step", "torch.nn"},
+    "streaming-lstm": {"rnnkit", "rnnkit .step", "torch.nn", "products: torch.mv"},
     "streaming-lstmp": {"rnnkit", "rnnkit .step", "torch.nn"},
-    "streaming-gru": {"rnnkit", "rnnkit .step", "torch.nn"},
+    "streaming-gru": {"rnnkit", "rnnkit .step", "torch.nn", "products: torch.mv"},
     "minrnn-T32-train": {"rnnkit MinGRU", "rnnkit MinLSTM", "torch.nn GRU"},
 }
 OPTIONAL = ("jax", "keras")  # extra rows of lstm-a-train where those packages are installed
