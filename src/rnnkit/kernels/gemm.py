@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .build import cpu_has_avx512, load_extension, onednn_available
+from .workspace import pooled
 
 
 def onednn_applies(t: Tensor) -> bool:
@@ -114,30 +115,37 @@ def transpose(rows: Tensor | list[Tensor], name: str | None = None) -> Tensor:
     return out
 
 
-class _OneDNNLinear(torch.autograd.Function):
-    """y = x @ w^T + b on 2-D x, oneDNN both ways (the weight gradient from transposed operands)."""
+class _Linear(torch.autograd.Function):
+    """y = x @ w^T + b on 2-D CPU x: oneDNN's GEMMs both ways where they apply, else ATen's with
+    y written into a buffer of the pool ``linear.y`` that nothing views any more (with glibc's
+    default heap a fresh multi-megabyte output costs its page faults on every call). y is saved
+    by the kernels that read it (minGRU/minLSTM, the layer-norm GRU) and never written in place.
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return linear(x, weight, bias)
+        if use_onednn(x):
+            return linear(x, weight, bias)
+        y = pooled("linear.y", (x.shape[0], weight.shape[0]), x)
+        if bias is None:
+            return torch.mm(x, weight.t(), out=y)
+        return torch.addmm(bias, x, weight.t(), out=y)
 
     @staticmethod
     def backward(ctx, d_y: Tensor):
         x, weight = ctx.saved_tensors
         d_y = d_y.contiguous()
         d_x = linear(d_y, weight.t()) if ctx.needs_input_grad[0] else None
-        d_w = None
-        if ctx.needs_input_grad[1]:
-            d_w = linear(transpose(d_y, "linear.d_y_t"), transpose(x, "linear.x_t"))
+        d_w = rows_t_matmul([d_y], x, "linear.d_y_t") if ctx.needs_input_grad[1] else None
         d_b = d_y.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return d_x, d_w, d_b
 
 
 def linear_autograd(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``F.linear`` with oneDNN GEMMs in forward and backward where they apply: x (..., K)."""
-    if not use_onednn(x) or torch.is_autocast_enabled("cpu"):
+    """``F.linear`` through :class:`_Linear` on the CPU (outside autocast): x (..., K)."""
+    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
         return F.linear(x, weight, bias)
-    y = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
+    y = _Linear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
     return y.view(*x.shape[:-1], weight.shape[0])

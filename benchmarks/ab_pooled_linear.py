@@ -1,0 +1,97 @@
+"""A/B of the input projection the minGRU/minLSTM scan and the layer-norm GRU kernel run through
+autograd (:func:`rnnkit.kernels.gemm.linear_autograd`), interleaved in one process: its output
+written into a reused buffer (the pool ``linear.y``) against a fresh tensor per call (plain
+``F.linear``), on a heap of either kind.
+
+Run: ``python -m benchmarks.ab_pooled_linear [--heap default|warm] [--repeats 7] [--quick]``.
+Prints ms per training step (forward, ``sum().backward()``), median of interleaved rounds, for
+MinGRU and MinLSTM (B=8, I=H=256, T=256 and 4096, the speed suite's shapes) and the layer-norm
+GRU at configs a and b, and each step's output and gradients against the other's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+
+import torch
+from torch.nn import functional as F
+
+import rnnkit
+from benchmarks.bench_speed import CONFIGS, train_step
+from benchmarks.common import interleaved_medians, machine_description, patched, rerun_on_heap
+from rnnkit.kernels import gemm
+from rnnkit.layers import recurrence
+
+
+def fresh_output(fn: Callable[[], object]) -> Callable[[], object]:
+    """fn with the projection through plain ``F.linear`` (a fresh output every call)."""
+    return patched(
+        patched(fn, recurrence, linear_autograd=F.linear), gemm, linear_autograd=F.linear
+    )
+
+
+def cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
+    """(label, layer, input (T, B, I)) for every case."""
+    g = torch.Generator().manual_seed(0)
+    if quick:
+        x = torch.randn(5, 2, 6, generator=g)
+        return [("quick MinGRU", rnnkit.MinGRU(6, 4), x),
+                ("quick MinLSTM", rnnkit.MinLSTM(6, 4), x),
+                ("quick LN-GRU", rnnkit.GRU(6, 4, layer_norm=True), x)]  # fmt: skip
+    found = []
+    for T in (256, 4096):
+        x = torch.randn(T, 8, 256, generator=g)
+        found += [(f"MinGRU T={T}", rnnkit.MinGRU(256, 256), x),
+                  (f"MinLSTM T={T}", rnnkit.MinLSTM(256, 256), x)]  # fmt: skip
+    for name, s in CONFIGS.items():
+        layer = rnnkit.GRU(s.I, s.H, s.L, layer_norm=True)
+        found.append((f"LN-GRU {name}", layer, torch.randn(s.T, s.B, s.I, generator=g)))
+    return found
+
+
+def outputs_and_gradients(layer: torch.nn.Module, x: torch.Tensor, step: Callable) -> list:
+    """The layer's output and its parameters' gradients after one step run through ``step``."""
+    layer.zero_grad(set_to_none=True)
+    results = {}
+
+    def run() -> None:
+        y, _ = layer(x)
+        y.sum().backward()
+        results["y"] = y.detach().clone()
+
+    step(run)()
+    return [results["y"], *(p.grad.clone() for p in layer.parameters())]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heap", choices=("default", "warm"), default="default")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")
+    args = parser.parse_args(argv)
+    if rerun_on_heap("benchmarks.ab_pooled_linear", args.heap, argv):
+        return
+    print(f"machine: {machine_description()}")
+    print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_="
+          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')})")  # fmt: skip
+    print(
+        f"median of {args.repeats} interleaved rounds, ms per training step; ratio = fresh / reused"
+    )
+    for label, layer, x in cases(args.quick):
+        reused = outputs_and_gradients(layer, x, lambda run: run)
+        fresh = outputs_and_gradients(layer, x, fresh_output)
+        same = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+                   for a, b in zip(reused, fresh, strict=True))  # fmt: skip
+        step = train_step(layer, x)
+        m = interleaved_medians({"reused": step, "fresh": fresh_output(step)}, args.repeats)
+        ms = {name: f"{1e3 * seconds:9.1f}" for name, seconds in m.items()}
+        print(
+            f"{label:<16} reused {ms['reused']}  fresh {ms['fresh']}  "
+            f"{m['fresh'] / m['reused']:.2f}x  (outputs, gradients within {same:.1e})"
+        )
+
+
+if __name__ == "__main__":
+    main()
