@@ -1,12 +1,14 @@
 """A/B of the input projection the minGRU/minLSTM scan and the layer-norm GRU kernel run through
-autograd (:func:`rnnkit.kernels.gemm.linear_autograd`), interleaved in one process: its output
-written into a reused buffer (the pool ``linear.y``) against a fresh tensor per call (plain
-``F.linear``), on a heap of either kind.
+autograd (:func:`rnnkit.kernels.gemm.linear_autograd`), interleaved in one process: rnnkit's
+rule (outputs of ``POOL_MIN_BYTES`` or more written into a reused buffer of the pool
+``linear.y``), every output pooled, and a fresh tensor per call (plain ``F.linear``), on a heap
+of either kind.
 
 Run: ``python -m benchmarks.ab_pooled_linear [--heap default|warm] [--repeats 7] [--quick]``.
 Prints ms per training step (forward, ``sum().backward()``), median of interleaved rounds, for
 MinGRU and MinLSTM (B=8, I=H=256, T=256 and 4096, the speed suite's shapes) and the layer-norm
-GRU at configs a and b, and each step's output and gradients against the other's.
+GRU at configs a and b, with the size of the projection's output, and the largest difference of
+the outputs and gradients between the three.
 """
 
 from __future__ import annotations
@@ -24,12 +26,24 @@ from benchmarks.common import interleaved_medians, machine_description, patched,
 from rnnkit.kernels import gemm
 from rnnkit.layers import recurrence
 
+Run = Callable[[], object]
 
-def fresh_output(fn: Callable[[], object]) -> Callable[[], object]:
+
+def fresh_output(fn: Run) -> Run:
     """fn with the projection through plain ``F.linear`` (a fresh output every call)."""
     return patched(
         patched(fn, recurrence, linear_autograd=F.linear), gemm, linear_autograd=F.linear
     )
+
+
+def pooled_output(fn: Run) -> Run:
+    """fn with every output of the projection from the pool, whatever its size."""
+    return patched(fn, gemm, POOL_MIN_BYTES=0)
+
+
+WAYS: dict[str, Callable[[Run], Run]] = {
+    "rule": lambda fn: fn, "pooled": pooled_output, "fresh": fresh_output,
+}  # fmt: skip
 
 
 def cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
@@ -51,8 +65,8 @@ def cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
     return found
 
 
-def outputs_and_gradients(layer: torch.nn.Module, x: torch.Tensor, step: Callable) -> list:
-    """The layer's output and its parameters' gradients after one step run through ``step``."""
+def outputs_and_gradients(layer: torch.nn.Module, x: torch.Tensor, way: Callable) -> list:
+    """The layer's output and its parameters' gradients after one step run ``way``."""
     layer.zero_grad(set_to_none=True)
     results = {}
 
@@ -61,7 +75,7 @@ def outputs_and_gradients(layer: torch.nn.Module, x: torch.Tensor, step: Callabl
         y.sum().backward()
         results["y"] = y.detach().clone()
 
-    step(run)()
+    way(run)()
     return [results["y"], *(p.grad.clone() for p in layer.parameters())]
 
 
@@ -74,22 +88,26 @@ def main(argv: list[str] | None = None) -> None:
     if rerun_on_heap("benchmarks.ab_pooled_linear", args.heap, argv):
         return
     print(f"machine: {machine_description()}")
-    print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_="
-          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')})")  # fmt: skip
-    print(
-        f"median of {args.repeats} interleaved rounds, ms per training step; ratio = fresh / reused"
-    )
+    threshold = os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset")
+    print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_={threshold})")
+    print(f"pool from {gemm.POOL_MIN_BYTES / 2**20:.0f} MiB (rule)")
+    print(f"median of {args.repeats} interleaved rounds, ms per step (x: time / the rule's)")
     for label, layer, x in cases(args.quick):
-        reused = outputs_and_gradients(layer, x, lambda run: run)
-        fresh = outputs_and_gradients(layer, x, fresh_output)
-        same = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
-                   for a, b in zip(reused, fresh, strict=True))  # fmt: skip
+        results = [outputs_and_gradients(layer, x, way) for way in WAYS.values()]
+        same = max(
+            ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+            for other in results[1:]
+            for a, b in zip(other, results[0], strict=True)
+        )
         step = train_step(layer, x)
-        m = interleaved_medians({"reused": step, "fresh": fresh_output(step)}, args.repeats)
-        ms = {name: f"{1e3 * seconds:9.1f}" for name, seconds in m.items()}
+        m = interleaved_medians({name: way(step) for name, way in WAYS.items()}, args.repeats)
+        size = x.shape[0] * x.shape[1] * layer.weight_ih_l0.shape[0] * x.element_size()
+        times = "  ".join(
+            f"{name} {1e3 * m[name]:7.1f} ({m[name] / m['rule']:.2f}x)" for name in WAYS
+        )
         print(
-            f"{label:<16} reused {ms['reused']}  fresh {ms['fresh']}  "
-            f"{m['fresh'] / m['reused']:.2f}x  (outputs, gradients within {same:.1e})"
+            f"{label:<14} output {size / 2**20:5.1f} MiB  {times}  "
+            f"(outputs, gradients within {same:.1e})"
         )
 
 
