@@ -1,5 +1,5 @@
 """gemm.linear_autograd on its ATen path (forced, so that any CPU runs it): F.linear's numbers
-and gradients, with its outputs written into reused buffers of a pool."""
+and gradients, with outputs of POOL_MIN_BYTES or more written into reused buffers of a pool."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ def on_aten(monkeypatch):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_output_and_gradients_match_f_linear(on_aten, bias):
+@pytest.mark.parametrize("pool_min_bytes", [0, gemm.POOL_MIN_BYTES])
+def test_output_and_gradients_match_f_linear(on_aten, monkeypatch, bias, pool_min_bytes):
+    monkeypatch.setattr(gemm, "POOL_MIN_BYTES", pool_min_bytes)  # 0: every output pooled
     g = torch.Generator().manual_seed(0)
     x = torch.randn(5, 3, 7, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(4, 7, dtype=torch.float64, generator=g, requires_grad=True)
@@ -33,7 +35,8 @@ def test_output_and_gradients_match_f_linear(on_aten, bias):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_a_dropped_output_is_reused_and_a_held_one_is_not(on_aten):
+def test_a_dropped_output_is_reused_and_a_held_one_is_not(on_aten, monkeypatch):
+    monkeypatch.setattr(gemm, "POOL_MIN_BYTES", 0)
     x, w = torch.randn(6, 5), torch.randn(3, 5)
     first = gemm.linear_autograd(x, w)
     address = first.data_ptr()
@@ -44,3 +47,14 @@ def test_a_dropped_output_is_reused_and_a_held_one_is_not(on_aten):
     assert third.data_ptr() != second.data_ptr()  # second still holds its buffer
     torch.testing.assert_close(second, x @ w.t())
     torch.testing.assert_close(third, x @ w.t())
+
+
+def test_only_outputs_of_pool_min_bytes_or_more_come_from_the_pool(on_aten, monkeypatch):
+    shapes = []
+    real = gemm.pooled
+    monkeypatch.setattr(gemm, "pooled", lambda name, shape, like: shapes.append(shape) or real(
+        name, shape, like))  # fmt: skip
+    monkeypatch.setattr(gemm, "POOL_MIN_BYTES", 6 * 3 * 4)  # a float32 (6, 3) output
+    gemm.linear_autograd(torch.randn(5, 5), torch.randn(3, 5))  # 60 bytes: a fresh tensor
+    gemm.linear_autograd(torch.randn(6, 5), torch.randn(3, 5))  # 72 bytes: pooled
+    assert shapes == [(6, 3)]

@@ -13,6 +13,8 @@ tensors, and the tests check both routes against each other.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -115,20 +117,29 @@ def transpose(rows: Tensor | list[Tensor], name: str | None = None) -> Tensor:
     return out
 
 
+# From this size on, _Linear's output comes from a pool: glibc serves every allocation of 32 MiB
+# or more (its largest mmap threshold) with fresh pages, faulted in on each call; smaller ones it
+# recycles from its free lists once its threshold has adapted, often still in cache, and there a
+# pooled buffer was no faster (``python -m benchmarks.ab_pooled_linear``: fresh outputs took
+# 0.93-1.14x a pooled one's time below 32 MiB, 1.07-1.19x at 64 and 96 MiB on glibc's default
+# heap).
+POOL_MIN_BYTES = 32 << 20
+
+
 class _Linear(torch.autograd.Function):
     """y = x @ w^T + b on 2-D CPU x: oneDNN's GEMMs both ways where they apply, else ATen's, with
-    y written into a buffer of the pool ``linear.y`` that nothing views any more: with glibc's
-    default heap a fresh output of 32 MiB or more (its largest mmap threshold) is new pages,
-    faulted in on every call (``python -m benchmarks.ab_pooled_linear``). y is saved by the
-    kernels that read it (minGRU/minLSTM, the layer-norm GRU) and never written in place."""
+    y of ``POOL_MIN_BYTES`` or more written into a buffer of the pool ``linear.y`` that nothing
+    views any more. y is saved by the kernels that read it (minGRU/minLSTM, the layer-norm GRU)
+    and never written in place."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        if use_onednn(x):
+        shape = (x.shape[0], weight.shape[0])
+        if use_onednn(x) or math.prod(shape) * x.element_size() < POOL_MIN_BYTES:
             return linear(x, weight, bias)
-        y = pooled("linear.y", (x.shape[0], weight.shape[0]), x)
+        y = pooled("linear.y", shape, x)
         if bias is None:
             return torch.mm(x, weight.t(), out=y)
         return torch.addmm(bias, x, weight.t(), out=y)
