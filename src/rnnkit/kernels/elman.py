@@ -27,7 +27,7 @@ class ElmanFunction(torch.autograd.Function):
         ext = load_extension("elman")
         T, B, I = x.shape
         bias = None if b_ih is None else b_ih + b_hh
-        xp = gemm.linear(x.reshape(T * B, I), w_ih, bias).view(T, B, -1)  # (T, B, H)
+        xp = gemm.linear_scratch(x.reshape(T * B, I), w_ih, bias, "elman.xp").view(T, B, -1)
         mask = None if mask is None else mask.contiguous()
         h_all, h_n, h_prev_t = ext.elman_forward(
             xp, h0.contiguous(), w_hh, gemm.pack(w_hh, B), mask, batch_sizes, activation, keep

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .build import cpu_has_avx512, load_extension, onednn_available
-from .workspace import pooled
+from .workspace import pooled, scratch
 
 
 def onednn_applies(t: Tensor) -> bool:
@@ -77,6 +77,22 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             x.contiguous(), weight.contiguous(), bias, "none", [], ""
         )
     return F.linear(x, weight, bias)
+
+
+def linear_into(x: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor) -> Tensor:
+    """x (M, K) @ weight (N, K)^T + bias written into out (M, N) with ATen; returns out."""
+    if bias is None:
+        return torch.mm(x, weight.t(), out=out)
+    return torch.addmm(bias, x, weight.t(), out=out)
+
+
+def linear_scratch(x: Tensor, weight: Tensor, bias: Tensor | None, name: str) -> Tensor:
+    """:func:`linear` into the reused scratch buffer ``name`` on ATen (valid until the next call
+    with that name: for a product the caller has consumed before it returns, such as a
+    kernel's input projection read by its forward loop); oneDNN returns a tensor of its own."""
+    if use_onednn(x):
+        return linear(x, weight, bias)
+    return linear_into(x, weight, bias, scratch(name, (x.shape[0], weight.shape[0]), x))
 
 
 def rows_t_matmul(blocks: list[Tensor], d: Tensor, name: str) -> Tensor:
@@ -139,10 +155,7 @@ class _Linear(torch.autograd.Function):
         shape = (x.shape[0], weight.shape[0])
         if use_onednn(x) or math.prod(shape) * x.element_size() < POOL_MIN_BYTES:
             return linear(x, weight, bias)
-        y = pooled("linear.y", shape, x)
-        if bias is None:
-            return torch.mm(x, weight.t(), out=y)
-        return torch.addmm(bias, x, weight.t(), out=y)
+        return linear_into(x, weight, bias, pooled("linear.y", shape, x))
 
     @staticmethod
     def backward(ctx, d_y: Tensor):
