@@ -38,7 +38,8 @@ class GRUFunction(torch.autograd.Function):
             bias = torch.cat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :]])
             b_hn = b_hh[2 * H :].contiguous()
         mask = None if mask is None else mask.contiguous()
-        xp = gemm.linear_scratch(x.reshape(T * B, I), w_ih, bias, "gru.xp").view(T, B, 3 * H)
+        # read by the loop only: in the buffer of backward's d_xp (same shape, no extra memory)
+        xp = gemm.linear_scratch(x.reshape(T * B, I), w_ih, bias, "gru.d_xp").view(T, B, 3 * H)
         h0 = h0.contiguous()
         h_all, gates, h_n = ext.gru_forward(
             xp, h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep

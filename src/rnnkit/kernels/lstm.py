@@ -204,9 +204,9 @@ class LSTMFunction(torch.autograd.Function):
             xp = bias if bias is not None else x.new_zeros(4 * H)
             x_rows = x_rows.contiguous()
         else:
-            xp = gemm.linear_scratch(
-                x_rows, w_ih, bias, "lstm.xp"
-            )  # (N, 4H), read by the loop only
+            # (N, 4H), read by the loop only: in the buffer of backward's gate gradients (same
+            # shape), so it costs no memory beyond what a training step holds anyway
+            xp = gemm.linear_scratch(x_rows, w_ih, bias, "lstm.d_gates")
         N = x_rows.shape[0]
         S, K = (T, N) if keep else (1, B)  # steps and rows the buffers hold
         c_all = saved("lstm.c_all", (S, B, H), xp, keep)
