@@ -22,7 +22,14 @@ from torch.nn import functional as F
 
 import rnnkit
 from benchmarks.bench_speed import CONFIGS, train_step
-from benchmarks.common import interleaved_medians, machine_description, patched, rerun_on_heap
+from benchmarks.common import (
+    interleaved_medians,
+    largest_relative_difference,
+    machine_description,
+    outputs_and_gradients,
+    patched,
+    rerun_on_heap,
+)
 from rnnkit.kernels import gemm
 from rnnkit.layers import recurrence
 
@@ -65,20 +72,6 @@ def cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
     return found
 
 
-def outputs_and_gradients(layer: torch.nn.Module, x: torch.Tensor, way: Callable) -> list:
-    """The layer's output and its parameters' gradients after one step run ``way``."""
-    layer.zero_grad(set_to_none=True)
-    results = {}
-
-    def run() -> None:
-        y, _ = layer(x)
-        y.sum().backward()
-        results["y"] = y.detach().clone()
-
-    way(run)()
-    return [results["y"], *(p.grad.clone() for p in layer.parameters())]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heap", choices=("default", "warm"), default="default")
@@ -94,11 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"median of {args.repeats} interleaved rounds, ms per step (x: time / the rule's)")
     for label, layer, x in cases(args.quick):
         results = [outputs_and_gradients(layer, x, way) for way in WAYS.values()]
-        same = max(
-            ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
-            for other in results[1:]
-            for a, b in zip(other, results[0], strict=True)
-        )
+        same = max(largest_relative_difference(other, results[0]) for other in results[1:])
         step = train_step(layer, x)
         m = interleaved_medians({name: way(step) for name, way in WAYS.items()}, args.repeats)
         size = x.shape[0] * x.shape[1] * layer.weight_ih_l0.shape[0] * x.element_size()

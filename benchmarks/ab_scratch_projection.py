@@ -20,7 +20,14 @@ import torch
 
 import rnnkit
 from benchmarks.bench_speed import CONFIGS, inference, own_kernel, train_step
-from benchmarks.common import interleaved_medians, machine_description, patched, rerun_on_heap
+from benchmarks.common import (
+    interleaved_medians,
+    largest_relative_difference,
+    machine_description,
+    outputs_and_gradients,
+    patched,
+    rerun_on_heap,
+)
 from rnnkit.kernels import gemm
 
 KERNELS = {"lstm": (rnnkit.LSTM, 4), "gru": (rnnkit.GRU, 3), "rnn": (rnnkit.RNN, 1)}
@@ -29,19 +36,6 @@ KERNELS = {"lstm": (rnnkit.LSTM, 4), "gru": (rnnkit.GRU, 3), "rnn": (rnnkit.RNN,
 def fresh(fn):
     """fn with the kernels' input projections in fresh tensors."""
     return patched(fn, gemm, linear_scratch=lambda x, w, b, name: gemm.linear(x, w, b))
-
-
-def outputs_and_gradients(layer: torch.nn.Module, x: torch.Tensor, way) -> list[torch.Tensor]:
-    layer.zero_grad(set_to_none=True)
-    found = []
-
-    def run() -> None:
-        y, _ = layer(x)
-        y.sum().backward()
-        found.append(y.detach().clone())
-
-    way(run)()
-    return [*found, *(p.grad.clone() for p in layer.parameters())]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,8 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         for kind, (cls, gates) in KERNELS.items():
             layer = own_kernel(cls(I, H, L), ("train", "infer"))
             scratch, other = (outputs_and_gradients(layer, x, way) for way in (lambda f: f, fresh))
-            same = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
-                       for a, b in zip(scratch, other, strict=True))  # fmt: skip
+            same = largest_relative_difference(other, scratch)
             size = T * B * gates * H * x.element_size() / 2**20
             for mode, make in (("train", train_step), ("infer", inference)):
                 step = make(layer, x)

@@ -86,6 +86,33 @@ def patched(fn: Callable[[], object], target: object, **values: object) -> Calla
     return run
 
 
+def outputs_and_gradients(
+    layer: torch.nn.Module, x: torch.Tensor, way: Callable[[Callable[[], object]], Callable]
+) -> list[torch.Tensor]:
+    """The layer's output on x and its parameters' gradients after one training step (forward,
+    ``sum().backward()``) run through ``way`` (such as :func:`patched`'s wrapper)."""
+    layer.zero_grad(set_to_none=True)
+    found = []
+
+    def run() -> None:
+        y, _ = layer(x)
+        y.sum().backward()
+        found.append(y.detach().clone())
+
+    way(run)()
+    return [*found, *(p.grad.clone() for p in layer.parameters())]
+
+
+def largest_relative_difference(
+    tensors: Sequence[torch.Tensor], references: Sequence[torch.Tensor]
+) -> float:
+    """max over pairs of max|a - b| / max|b| (pairs of zeros count as 0)."""
+    return max(
+        ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+        for a, b in zip(tensors, references, strict=True)
+    )
+
+
 def interleaved_times(
     candidates: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
 ) -> dict[str, list[float]]:

@@ -72,17 +72,19 @@ def weight_gradients(
     total = d_rows.new_zeros(sum(widths), G) if N == 0 else None
     for n0 in range(0, N, block):
         n1 = min(N, n0 + block)
-        rows = inputs[0](n0, n1) if len(inputs) == 1 else [joined_rows(inputs, widths, n0, n1)]
+        if len(inputs) == 1:
+            rows = inputs[0](n0, n1)
+        else:
+            rows = [joined_rows(inputs, widths, n0, n1, d_rows)]
         part = gemm.rows_t_matmul(rows, d_rows[n0:n1], "lstm.inputs_t")  # (sum K_k, G)
         total = part if total is None else total.add_(part)
     return [gemm.transpose(part) for part in total.split(widths)]
 
 
-def joined_rows(inputs: list[Any], widths: list[int], n0: int, n1: int) -> Tensor:
-    """Rows [n0, n1) of every input side by side, (n1 - n0, sum widths), in a reused buffer
-    (valid until the next call)."""
-    first = inputs[0](n0, n1)[0]
-    joined = scratch("lstm.inputs", (n1 - n0, sum(widths)), first)
+def joined_rows(inputs: list[Any], widths: list[int], n0: int, n1: int, like: Tensor) -> Tensor:
+    """Rows [n0, n1) of every input side by side, (n1 - n0, sum widths), in a reused buffer of
+    like's dtype and device (valid until the next call)."""
+    joined = scratch("lstm.inputs", (n1 - n0, sum(widths)), like)
     column = 0
     for rows_of, width in zip(inputs, widths, strict=True):
         row = 0
