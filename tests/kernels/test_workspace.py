@@ -3,6 +3,7 @@ kernel's saved tensors from the pool survive until their backward is done."""
 
 import threading
 
+import pytest
 import torch
 
 import rnnkit
@@ -39,11 +40,19 @@ def test_a_full_pool_hands_out_fresh_tensors(monkeypatch):
     assert len(workspace._pools[("t", like.dtype, like.device, threading.get_ident())]) == 2
 
 
-def test_interleaved_lstm_graphs_keep_their_saved_tensors():
+LAYERS = {
+    "lstm": lambda: rnnkit.LSTM(5, 7, peephole=True, dtype=torch.float64),  # rnnkit's kernel
+    "gru": lambda: rnnkit.GRU(5, 7, dtype=torch.float64),
+    "gru_layer_norm": lambda: rnnkit.GRU(5, 7, layer_norm=True, dtype=torch.float64),
+}
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_interleaved_graphs_keep_their_saved_tensors(kind):
     """Two forward passes before either backward: the second must not reuse the first's saved
-    gates and cell states."""
-    require_kernel("lstm")
-    layer = rnnkit.LSTM(5, 7, peephole=True, dtype=torch.float64)  # peepholes: rnnkit's kernel
+    gates (and the LSTM's cell states)."""
+    require_kernel(kind.split("_")[0])
+    layer = LAYERS[kind]()
     x1, x2 = (torch.randn(6, 3, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
 
     def grads(x):
@@ -57,3 +66,25 @@ def test_interleaved_lstm_graphs_keep_their_saved_tensors():
     got1 = torch.autograd.grad(y1.square().sum(), x1)[0]
     assert_close(got1, want1, 1e-12)
     assert_close(got2, want2, 1e-12)
+
+
+def test_gru_training_steps_reuse_the_kept_gates(monkeypatch):
+    """Each training step's gates go into the buffer the last step's backward released: one
+    buffer in the pool, not a fresh tensor (and its page faults) per step."""
+    require_kernel("gru")
+    monkeypatch.setattr(workspace, "_pools", {})
+    addresses = []
+
+    def spy(name, shape, like, keep):
+        buffer = workspace.saved(name, shape, like, keep)
+        addresses.append((name, buffer.data_ptr()))
+        return buffer
+
+    monkeypatch.setattr(rnnkit.kernels.gru, "saved", spy)
+    layer = rnnkit.GRU(5, 7)
+    x = torch.randn(6, 3, 5)
+    for _ in range(3):
+        y, _ = layer(x)
+        y.sum().backward()
+    pool = workspace._pools[("gru.gates", x.dtype, x.device, threading.get_ident())]
+    assert len(pool) == 1 and addresses == [("gru.gates", pool[0].data_ptr())] * 3

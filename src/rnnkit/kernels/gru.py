@@ -41,9 +41,11 @@ class GRUFunction(torch.autograd.Function):
         # read by the loop only: in the buffer of backward's d_xp (same shape, no extra memory)
         xp = gemm.linear_scratch(x.reshape(T * B, I), w_ih, bias, "gru.d_xp").view(T, B, 3 * H)
         h0 = h0.contiguous()
+        # keep: what backward needs, only when there will be one
+        gates = saved("gru.gates", (T if keep else 1, B, 4 * H), xp, keep)
         h_all, gates, h_n = ext.gru_forward(
-            xp, h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep
-        )  # keep: what backward needs, only when there will be one
+            xp, h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep, gates
+        )
         ctx.save_for_backward(x, h0, w_ih, w_hh, mask, h_all, gates)
         ctx.batch_sizes, ctx.has_bias = batch_sizes, b_ih is not None
         return h_all, h_n
@@ -89,13 +91,14 @@ class LayerNormGRUFunction(torch.autograd.Function):
         ext = load_extension("gru")
         T, B, G = xp.shape
         S = T if keep else 1  # steps the buffers hold
+        gates = saved("gru.gates", (S, B, 4 * G // 3), xp, keep)
         hh_hat = saved("gru_ln.hh_hat", (S, B, G), xp, keep)
         rstd = saved("gru_ln.rstd", (S, B, 3), xp, keep)
         mask = None if mask is None else mask.contiguous()
         h0 = h0.contiguous()
         h_all, gates, h_n = ext.gru_forward(
-            xp.contiguous(), h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep, g_hh,
-            hh_hat, rstd,
+            xp.contiguous(), h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep, gates,
+            g_hh, hh_hat, rstd,
         )  # fmt: skip
         if keep:
             ctx.save_for_backward(h0, w_hh, g_hh, mask, h_all, gates, hh_hat, rstd)

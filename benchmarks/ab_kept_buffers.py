@@ -1,0 +1,71 @@
+"""A/B of where the fused GRU kernel keeps what its backward reads (the gates of every step,
+(T, B, 4H)), interleaved in one process: buffers of a pool reused from step to step
+(:func:`rnnkit.kernels.workspace.saved`, rnnkit's way) against a fresh tensor per call, on a
+heap of either kind. An A/A row (the pooled way against itself) shows the run's noise.
+
+Run: ``python -m benchmarks.ab_kept_buffers [--heap default|warm] [--repeats 9] [--quick]``.
+Prints ms per training step (forward, ``sum().backward()``) at configs a and b, median of
+interleaved rounds, with the size of the buffer and the largest difference between the two
+ways' outputs and gradients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+
+import rnnkit
+from benchmarks.bench_speed import CONFIGS, own_kernel, train_step
+from benchmarks.common import (
+    interleaved_medians,
+    largest_relative_difference,
+    machine_description,
+    outputs_and_gradients,
+    patched,
+    rerun_on_heap,
+)
+from rnnkit.kernels import gru
+
+
+def fresh(fn):
+    """fn with the GRU kernel's kept buffers in fresh tensors."""
+    return patched(fn, gru, saved=lambda name, shape, like, keep: like.new_empty(shape))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heap", choices=("default", "warm"), default="default")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")
+    args = parser.parse_args(argv)
+    if rerun_on_heap("benchmarks.ab_kept_buffers", args.heap, argv):
+        return
+    print(f"machine: {machine_description()}")
+    print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_="
+          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')})")  # fmt: skip
+    print(f"median of {args.repeats} interleaved rounds, ms per training step; "
+          "x: the other's time / pooled's")  # fmt: skip
+    configs = {"quick": (2, 5, 6, 8, 2)} if args.quick else {
+        name: (s.B, s.T, s.I, s.H, s.L) for name, s in CONFIGS.items()}  # fmt: skip
+    for config, (B, T, I, H, L) in configs.items():
+        x = torch.randn(T, B, I, generator=torch.Generator().manual_seed(0))
+        layer = own_kernel(rnnkit.GRU(I, H, L), ("train",))
+        pooled, other = (outputs_and_gradients(layer, x, way) for way in (lambda f: f, fresh))
+        same = largest_relative_difference(other, pooled)
+        size = T * B * 4 * H * x.element_size() / 2**20
+        step = train_step(layer, x)
+        m = interleaved_medians(
+            {"pooled": step, "pooled again": patched(step, gru), "fresh": fresh(step)}, args.repeats
+        )
+        for name in ("fresh", "pooled again"):
+            print(
+                f"{config:<6} gru gates {size:6.1f} MiB per layer  pooled {1e3 * m['pooled']:8.1f}"
+                f"  {name:<12} {1e3 * m[name]:8.1f}  {m[name] / m['pooled']:.2f}x"
+                f"  (outputs, gradients within {same:.1e})"
+            )
+
+
+if __name__ == "__main__":
+    main()

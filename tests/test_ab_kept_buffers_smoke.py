@@ -1,0 +1,18 @@
+"""Smoke test of benchmarks/ab_kept_buffers.py at tiny shapes: both ways run and give the same
+outputs and gradients. (No timing is asserted.)"""
+
+from __future__ import annotations
+
+import re
+
+from benchmarks import ab_kept_buffers
+
+
+def test_pooled_and_fresh_gates_agree(capsys):
+    ab_kept_buffers.main(["--quick", "--repeats", "1", "--heap", "default"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("quick")]
+    ways = [re.findall(r"pooled +[0-9.]+ +(fresh|pooled again) ", line) for line in lines]
+    assert ways == [["fresh"], ["pooled again"]]
+    for line in lines:
+        (within,) = re.findall(r"within ([0-9.e+-]+)\)", line)
+        assert float(within) < 1e-6, line
