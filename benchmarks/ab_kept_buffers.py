@@ -1,12 +1,14 @@
-"""A/B of where the fused GRU kernel keeps what its backward reads (the gates of every step,
-(T, B, 4H)), interleaved in one process: buffers of a pool reused from step to step
-(:func:`rnnkit.kernels.workspace.saved`, rnnkit's way) against a fresh tensor per call, on a
-heap of either kind. An A/A row (the pooled way against itself) shows the run's noise.
+"""A/B of where the fused GRU kernel keeps the large tensors of a call, interleaved in one
+process: what its backward reads (the gates of every step, (T, B, 4H)) and what it hands to the
+caller (the outputs h_all (T, B, H), the input's gradient (T, B, I)) in buffers of pools reused
+from call to call (:func:`rnnkit.kernels.workspace.saved` and
+:func:`~rnnkit.kernels.workspace.handed_out`, rnnkit's way) against fresh tensors per call,
+on a heap of either kind. An A/A row (the pooled way against itself) shows the run's noise.
 
 Run: ``python -m benchmarks.ab_kept_buffers [--heap default|warm] [--repeats 9] [--quick]``.
-Prints ms per training step (forward, ``sum().backward()``) at configs a and b, median of
-interleaved rounds, with the size of the buffer and the largest difference between the two
-ways' outputs and gradients.
+Prints ms per training step (forward, ``sum().backward()``) and per inference call at configs
+a and b, median of interleaved rounds, with the buffers' size per layer and the largest
+difference between the two ways' outputs and gradients.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import torch
 
 import rnnkit
-from benchmarks.bench_speed import CONFIGS, own_kernel, train_step
+from benchmarks.bench_speed import CONFIGS, inference, own_kernel, train_step
 from benchmarks.common import (
     interleaved_medians,
     largest_relative_difference,
@@ -30,8 +32,11 @@ from rnnkit.kernels import gru
 
 
 def fresh(fn):
-    """fn with the GRU kernel's kept buffers in fresh tensors."""
-    return patched(fn, gru, saved=lambda name, shape, like, keep: like.new_empty(shape))
+    """fn with the GRU kernel's kept and handed-out buffers in fresh tensors."""
+    return patched(
+        fn, gru, saved=lambda name, shape, like, keep: like.new_empty(shape),
+        handed_out=lambda name, shape, like: like.new_empty(shape),
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,26 +50,29 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine_description()}")
     print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_="
           f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')})")  # fmt: skip
-    print(f"median of {args.repeats} interleaved rounds, ms per training step; "
+    print(f"median of {args.repeats} interleaved rounds, ms per call; "
           "x: the other's time / pooled's")  # fmt: skip
     configs = {"quick": (2, 5, 6, 8, 2)} if args.quick else {
         name: (s.B, s.T, s.I, s.H, s.L) for name, s in CONFIGS.items()}  # fmt: skip
     for config, (B, T, I, H, L) in configs.items():
         x = torch.randn(T, B, I, generator=torch.Generator().manual_seed(0))
-        layer = own_kernel(rnnkit.GRU(I, H, L), ("train",))
+        layer = own_kernel(rnnkit.GRU(I, H, L), ("train", "infer"))
         pooled, other = (outputs_and_gradients(layer, x, way) for way in (lambda f: f, fresh))
         same = largest_relative_difference(other, pooled)
-        size = T * B * 4 * H * x.element_size() / 2**20
-        step = train_step(layer, x)
-        m = interleaved_medians(
-            {"pooled": step, "pooled again": patched(step, gru), "fresh": fresh(step)}, args.repeats
-        )
-        for name in ("fresh", "pooled again"):
-            print(
-                f"{config:<6} gru gates {size:6.1f} MiB per layer  pooled {1e3 * m['pooled']:8.1f}"
-                f"  {name:<12} {1e3 * m[name]:8.1f}  {m[name] / m['pooled']:.2f}x"
-                f"  (outputs, gradients within {same:.1e})"
+        mib = x.element_size() / 2**20
+        sizes = {"train": T * B * (4 * H + H + I) * mib, "infer": T * B * H * mib}
+        for mode, make in (("train", train_step), ("infer", inference)):
+            step = make(layer, x)
+            m = interleaved_medians(
+                {"pooled": step, "pooled again": patched(step, gru), "fresh": fresh(step)},
+                args.repeats,
             )
+            for name in ("fresh", "pooled again"):
+                print(
+                    f"{config:<6} gru {mode}  {sizes[mode]:6.1f} MiB per layer  pooled "
+                    f"{1e3 * m['pooled']:8.1f}  {name:<12} {1e3 * m[name]:8.1f}  "
+                    f"{m[name] / m['pooled']:.2f}x  (outputs, gradients within {same:.1e})"
+                )
 
 
 if __name__ == "__main__":

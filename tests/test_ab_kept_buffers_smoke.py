@@ -8,11 +8,12 @@ import re
 from benchmarks import ab_kept_buffers
 
 
-def test_pooled_and_fresh_gates_agree(capsys):
+def test_pooled_and_fresh_buffers_agree(capsys):
     ab_kept_buffers.main(["--quick", "--repeats", "1", "--heap", "default"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("quick")]
     ways = [re.findall(r"pooled +[0-9.]+ +(fresh|pooled again) ", line) for line in lines]
-    assert ways == [["fresh"], ["pooled again"]]
+    assert ways == [["fresh"], ["pooled again"]] * 2
+    assert [line.split()[2] for line in lines] == ["train"] * 2 + ["infer"] * 2
     for line in lines:
         (within,) = re.findall(r"within ([0-9.e+-]+)\)", line)
         assert float(within) < 1e-6, line

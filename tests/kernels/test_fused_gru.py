@@ -133,12 +133,14 @@ def test_inference_equals_torch_nn_and_keeps_nothing(calls, lengths):
     ext = rnnkit.kernels.build.load_extension("gru")
     w_hh = torch.randn(120, 40)
     args = (torch.randn(9, 11, 120), torch.randn(11, 40), w_hh, None, torch.randn(40), None, [])
-    kept = ext.gru_forward(*args, True, torch.empty(9, 11, 160))
-    dropped = ext.gru_forward(*args, False, torch.empty(1, 11, 160))
+    kept = ext.gru_forward(*args, True, torch.empty(9, 11, 160), torch.empty(9, 11, 40))
+    dropped = ext.gru_forward(*args, False, torch.empty(1, 11, 160), torch.empty(9, 11, 40))
     assert torch.equal(kept[0], dropped[0]) and torch.equal(kept[2], dropped[2])
     assert kept[1].shape == (9, 11, 160) and dropped[1].shape == (1, 11, 160)
     with pytest.raises(RuntimeError, match=r"gates must be a contiguous \(9, B, 4H\)"):
-        ext.gru_forward(*args, True, torch.empty(1, 11, 160))
+        ext.gru_forward(*args, True, torch.empty(1, 11, 160), torch.empty(9, 11, 40))
+    with pytest.raises(RuntimeError, match=r"h_all must be a contiguous \(T, B, H\)"):
+        ext.gru_forward(*args, True, torch.empty(9, 11, 160), torch.empty(9, 40, 11).mT)
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
@@ -177,7 +179,7 @@ def test_layer_norm_inference_keeps_nothing_and_equals_training_forward(calls, d
 
     def spy(*args):  # the steps held by the gates, hh_hat and rstd buffers of each call
         result = forward(*args)
-        steps_saved.append((result[1].shape[0], args[10].shape[0], args[11].shape[0]))
+        steps_saved.append((result[1].shape[0], args[11].shape[0], args[12].shape[0]))
         return result
 
     monkeypatch.setattr(fused_gru, "load_extension", lambda name: SimpleNamespace(

@@ -88,3 +88,38 @@ def test_gru_training_steps_reuse_the_kept_gates(monkeypatch):
         y.sum().backward()
     pool = workspace._pools[("gru.gates", x.dtype, x.device, threading.get_ident())]
     assert len(pool) == 1 and addresses == [("gru.gates", pool[0].data_ptr())] * 3
+
+
+def test_a_handed_out_buffer_is_its_whole_storage_and_not_a_view(monkeypatch):
+    """Outputs from the pool: exactly their size (torch.save writes no more than the tensor),
+    no view (autograd lets the caller change them in place), reused once dropped."""
+    monkeypatch.setattr(workspace, "_pools", {})
+    like = torch.empty(0)
+    first = workspace.handed_out("out", (2, 3), like)
+    address = first.data_ptr()
+    assert first.untyped_storage().nbytes() == 6 * 4 and first._base is None
+    held = workspace.handed_out("out", (3, 2), like)  # first is alive: another buffer
+    assert held.data_ptr() != address
+    del first
+    assert workspace.handed_out("out", (3, 2), like).data_ptr() == address  # free again
+    bigger = workspace.handed_out("out", (4, 5), like)  # the free one is replaced, not cut
+    assert bigger.untyped_storage().nbytes() == 20 * 4
+    del bigger
+    assert workspace.handed_out("out", (2, 3), like).untyped_storage().nbytes() == 6 * 4
+
+
+@pytest.mark.parametrize("kind", ["gru", "gru_layer_norm"])
+def test_outputs_alive_together_do_not_share_buffers(kind):
+    """Two calls' outputs held at once are two tensors with the same numbers; one changed in
+    place leaves the other and the next call's alone."""
+    require_kernel("gru")
+    layer = LAYERS[kind]()
+    x = torch.randn(6, 3, 5, dtype=torch.float64)
+    with torch.no_grad():
+        y1, _ = layer(x)
+        y2, _ = layer(x)
+        assert y1.data_ptr() != y2.data_ptr() and torch.equal(y1, y2)
+        want = y2.clone()
+        y1.zero_()
+        y3, _ = layer(x)
+    assert torch.equal(y2, want) and torch.equal(y3, want)

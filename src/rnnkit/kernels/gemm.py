@@ -14,6 +14,7 @@ tensors, and the tests check both routes against each other.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -90,9 +91,17 @@ def linear_scratch(x: Tensor, weight: Tensor, bias: Tensor | None, name: str) ->
     """:func:`linear` into the reused scratch buffer ``name`` on ATen (valid until the next call
     with that name: for a product the caller has consumed before it returns, such as a
     kernel's input projection read by its forward loop); oneDNN returns a tensor of its own."""
+    return linear_into_buffer(x, weight, bias, name, scratch)
+
+
+def linear_into_buffer(
+    x: Tensor, weight: Tensor, bias: Tensor | None, name: str, buffer: Callable[..., Tensor]
+) -> Tensor:
+    """:func:`linear` into ``buffer(name, (M, N), x)`` (a :mod:`.workspace` function) on ATen;
+    oneDNN returns a tensor of its own."""
     if use_onednn(x):
         return linear(x, weight, bias)
-    return linear_into(x, weight, bias, scratch(name, (x.shape[0], weight.shape[0]), x))
+    return linear_into(x, weight, bias, buffer(name, (x.shape[0], weight.shape[0]), x))
 
 
 def rows_t_matmul(blocks: list[Tensor], d: Tensor, name: str) -> Tensor:

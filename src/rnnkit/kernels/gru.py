@@ -16,7 +16,7 @@ from torch.autograd.function import once_differentiable
 from ..cells.gru import GRUEquations, GRUState
 from . import gemm
 from .build import load_extension
-from .workspace import saved, scratch
+from .workspace import handed_out, saved, scratch
 
 
 class GRUFunction(torch.autograd.Function):
@@ -44,8 +44,9 @@ class GRUFunction(torch.autograd.Function):
         # keep: what backward needs, only when there will be one
         gates = saved("gru.gates", (T if keep else 1, B, 4 * H), xp, keep)
         h_all, gates, h_n = ext.gru_forward(
-            xp, h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep, gates
-        )
+            xp, h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep, gates,
+            handed_out("gru.h_all", (T, B, H), xp),
+        )  # fmt: skip
         ctx.save_for_backward(x, h0, w_ih, w_hh, mask, h_all, gates)
         ctx.batch_sizes, ctx.has_bias = batch_sizes, b_ih is not None
         return h_all, h_n
@@ -68,7 +69,10 @@ class GRUFunction(torch.autograd.Function):
         # d_t (4H, T*B) = [d_hh_n; d_r; d_z; d_n]^T: rows [H, 4H) are d_xp^T, rows [0, 3H) are
         # d_hh^T with its n block first (its r, z blocks equal d_xp's).
         d_p = d_xp.view(T * B, 3 * H)
-        d_x = gemm.linear(d_p, w_ih.t()).view(T, B, I) if ctx.needs_input_grad[0] else None
+        d_x = None
+        if ctx.needs_input_grad[0]:
+            d_x = gemm.linear_into_buffer(d_p, w_ih.t(), None, "gru.d_x", handed_out)
+            d_x = d_x.view(T, B, I)
         # Weight gradients summed over all steps, one GEMM each, from transposed operands.
         d_w_ih = gemm.linear(d_t[H:], gemm.transpose(x.reshape(T * B, I), "gru.x_t"))  # (3H, I)
         d_w_hh_nrz = gemm.linear(d_t[: 3 * H], h_prev_t)  # (3H, H), rows n, r, z
@@ -98,7 +102,7 @@ class LayerNormGRUFunction(torch.autograd.Function):
         h0 = h0.contiguous()
         h_all, gates, h_n = ext.gru_forward(
             xp.contiguous(), h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep, gates,
-            g_hh, hh_hat, rstd,
+            handed_out("gru.h_all", (T, B, G // 3), xp), g_hh, hh_hat, rstd,
         )  # fmt: skip
         if keep:
             ctx.save_for_backward(h0, w_hh, g_hh, mask, h_all, gates, hh_hat, rstd)

@@ -5,7 +5,8 @@ back to the OS). :func:`scratch`: the backward temporaries (gate gradients and t
 are consumed before the backward function returns, so one buffer per name and thread, grown as
 needed, serves all layers and directions in turn. :func:`pooled`: tensors saved for backward
 live until the step's backward is done, so each name keeps a few buffers and hands out one that
-nothing references any more.
+nothing references any more; :func:`handed_out`: so do outputs and input gradients, which the
+caller drops in turn.
 """
 
 from __future__ import annotations
@@ -41,17 +42,18 @@ def _use_count(t: Tensor) -> int:
 _IDLE = _use_count(torch.empty(1))  # the count of a buffer no view of which is alive
 
 
-def pooled(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+def pooled(name: str, shape: tuple[int, ...], like: Tensor, exact: bool = False) -> Tensor:
     """An uninitialised tensor of ``shape`` with ``like``'s dtype and device, carved from a
     buffer of the pool ``name`` that no tensor views any more (saved tensors of a finished
-    backward, dropped outputs), or from a new one."""
+    backward, dropped outputs), or from a new one. With ``exact``, only a buffer of exactly
+    its size serves (a free one of another size is replaced)."""
     size = math.prod(shape)
     pool = _pools.setdefault((name, like.dtype, like.device, threading.get_ident()), [])
     free = [k for k, buffer in enumerate(pool) if _use_count(buffer) == _IDLE]
-    big_enough = [k for k in free if pool[k].numel() >= size]
-    if big_enough:
-        k = big_enough[0]
-    elif free:  # too small: replaced by a larger one
+    fits = [k for k in free if pool[k].numel() == size or not exact and pool[k].numel() > size]
+    if fits:
+        k = fits[0]
+    elif free:  # too small (or not the exact size): replaced
         k = free[0]
         pool[k] = like.new_empty(size)
     elif len(pool) < POOL_SIZE:
@@ -67,3 +69,13 @@ def saved(name: str, shape: tuple[int, ...], like: Tensor, keep: bool) -> Tensor
     when there will be a backward (``keep``), else a fresh one (then sized for one step by the
     caller, and dropped with the call)."""
     return pooled(name, shape, like) if keep else like.new_empty(shape)
+
+
+def handed_out(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """A buffer for a tensor a kernel hands to its caller (a layer's outputs, an input's
+    gradient): from the pool ``name``, of exactly its size, so that the tensor is its buffer's
+    whole storage (``torch.save`` of it writes nothing more) and the buffer serves again once
+    the caller drops it. Not a view of the pool's tensor (it is set to its storage): autograd
+    lets the caller modify it in place."""
+    buffer = pooled(name, shape, like, exact=True)
+    return like.new_empty(0).set_(buffer.untyped_storage(), 0, shape)

@@ -101,8 +101,8 @@ inline void add_into(const scalar_t* __restrict__ a, const scalar_t* __restrict_
 // xp: (T, B, 3H) input projection plus b_ih and the r, z parts of b_hh; h0: (B, H);
 // w_hh: (3H, H); b_hn: (H) the n part of b_hh, or none; mask: (B, H) recurrent dropout, applied
 // to h_{t-1} where it enters w_hh only. Returns h_all (T, B, H) (zeros at inactive rows),
-// gates (r, z, n, hh_n at active rows; the rest unset), written into the caller's buffer
-// (kept for backward, reused across calls by the caller), and h_n. gates is (T, B, 4H), or
+// gates (r, z, n, hh_n at active rows; the rest unset) and h_n; h_all and gates are written
+// into the caller's buffers (reused across calls by the caller). gates is (T, B, 4H), or
 // without keep_for_backward (1, B, 4H), one step at a time: nothing is kept.
 // Layer normalisation: g_hh (3H) the recurrent side's gains; hh_hat (S, B, 3H) and rstd
 // (S, B, 3), S = T or 1 as for gates, the caller's buffers for what its backward reads.
@@ -111,7 +111,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
                                 const std::optional<Tensor>& b_hn,
                                 const std::optional<Tensor>& mask,
                                 const std::vector<int64_t>& batch_sizes, bool keep_for_backward,
-                                Tensor gates, const std::optional<Tensor>& g_hh,
+                                Tensor gates, Tensor h_all, const std::optional<Tensor>& g_hh,
                                 const std::optional<Tensor>& hh_hat,
                                 const std::optional<Tensor>& rstd) {
   const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
@@ -130,7 +130,10 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
                   gates.scalar_type() == xp.scalar_type(),
               "gru_forward: gates must be a contiguous (", S, ", B, 4H) tensor of xp's dtype; got ",
               gates.sizes(), " ", gates.scalar_type());
-  auto h_all = at::empty({T, B, H}, h0.options());
+  TORCH_CHECK(h_all.is_contiguous() && h_all.sizes() == at::IntArrayRef({T, B, H}) &&
+                  h_all.scalar_type() == xp.scalar_type(),
+              "gru_forward: h_all must be a contiguous (T, B, H) tensor of xp's dtype; got ",
+              h_all.sizes(), " ", h_all.scalar_type());
   auto h = h0.clone();
   auto h_in = mask ? at::empty({B, H}, h0.options()) : h;  // h * mask, rows [0, n)
   auto hh_rows = at::empty({B, 3 * H}, h0.options());      // W_hh h_in of a step's rows
@@ -298,7 +301,7 @@ std::vector<Tensor> gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, con
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward", &rnnkit::gru_forward, "GRU forward over a sequence", py::arg("xp"),
         py::arg("h0"), py::arg("w_hh"), py::arg("w_hh_packed"), py::arg("b_hn"), py::arg("mask"),
-        py::arg("batch_sizes"), py::arg("keep_for_backward"), py::arg("gates"),
+        py::arg("batch_sizes"), py::arg("keep_for_backward"), py::arg("gates"), py::arg("h_all"),
         py::arg("g_hh") = py::none(),
         py::arg("hh_hat") = py::none(), py::arg("rstd") = py::none());
   m.def("gru_backward", &rnnkit::gru_backward, "GRU backward through time", py::arg("d_h_all"),
