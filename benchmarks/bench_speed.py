@@ -164,6 +164,7 @@ class Case:
     build: Callable[[], list[Impl]]
     finish: Callable[[dict[str, float], list[Impl]], None] | None = None
     memory_shape: Shape | None = None  # peak-RSS rows from fresh subprocesses, not timed
+    memory_kind: str = "lstm"  # the layer of the peak-RSS rows: "lstm" or "gru"
 
 
 def train_step(layer: nn.Module, x: torch.Tensor, **kwargs: Any) -> Callable[[], None]:
@@ -403,9 +404,9 @@ def min_rnn_case(T: int, check_error: bool) -> Case:
     return Case(f"minrnn-T{T}-train", f"B={B} T={T} I={H} H={H} L=1 train", build)
 
 
-def memory_case(s: Shape) -> Case:
+def memory_case(s: Shape, kind: str) -> Case:
     label = f"b {s.describe()} train, peak RSS increase"
-    return Case("memory-lstm-b-train", label, lambda: [], memory_shape=s)
+    return Case(f"memory-{kind}-b-train", label, lambda: [], memory_shape=s, memory_kind=kind)
 
 
 def all_cases(quick: bool) -> list[Case]:
@@ -427,7 +428,7 @@ def all_cases(quick: bool) -> list[Case]:
     lengths_T = QUICK_MIN_RNN_T if quick else MIN_RNN_T
     cases += [min_rnn_case(T, check_error=T == max(lengths_T)) for T in lengths_T]
     if not quick:
-        cases.append(memory_case(CONFIGS["b"]))
+        cases += [memory_case(CONFIGS["b"], kind) for kind in ("lstm", "gru")]
     return cases
 
 
@@ -666,26 +667,17 @@ def timed_rows(case: Case, repeats: int, warmup: int) -> list[dict[str, Any]]:
 
 
 MEMORY_SCRIPT = """
-import gc, json, resource, sys
+import gc, json, sys
 import torch
-
-
-def peak_kib():
-    # VmHWM belongs to this process image; ru_maxrss survives exec and would report the peak
-    # of a large parent that spawned us.
-    try:
-        with open("/proc/self/status") as f:
-            return int(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
-    except OSError:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS
+from benchmarks.common import peak_rss_kib as peak_kib
 from torch import nn
 import rnnkit
 
 p = json.loads(sys.argv[1])
 torch.set_num_threads(p["threads"])
 torch.manual_seed(0)
-cls = nn.LSTM if p["impl"] == "torch.nn" else rnnkit.LSTM
+cls = {"lstm": (nn.LSTM, rnnkit.LSTM), "gru": (nn.GRU, rnnkit.GRU)}[p["kind"]]
+cls = cls[0] if p["impl"] == "torch.nn" else cls[1]
 layer = cls(p["I"], p["H"], p["L"])
 if p["impl"] == "rnnkit C++ kernel":
     layer.fused_beats_torch = ("train",)
@@ -706,9 +698,12 @@ print(json.dumps({"before": before, "after": after}))
 """
 
 
-def peak_rss_increase_mib(impl: str, s: Shape) -> float:
-    """Peak RSS increase of one training step over the setup, in a fresh interpreter."""
-    params = dict(impl=impl, threads=torch.get_num_threads(), B=s.B, T=s.T, I=s.I, H=s.H, L=s.L)
+def peak_rss_increase_mib(impl: str, s: Shape, kind: str = "lstm") -> float:
+    """Peak RSS increase of one training step of an LSTM or GRU ("lstm", "gru") over the setup,
+    in a fresh interpreter."""
+    params = dict(
+        impl=impl, kind=kind, threads=torch.get_num_threads(), B=s.B, T=s.T, I=s.I, H=s.H, L=s.L
+    )
     done = subprocess.run(
         [sys.executable, "-c", MEMORY_SCRIPT, json.dumps(params)],
         capture_output=True, text=True, timeout=900, check=False,
@@ -722,12 +717,16 @@ def peak_rss_increase_mib(impl: str, s: Shape) -> float:
 def memory_rows(case: Case) -> list[dict[str, Any]]:
     s = case.memory_shape
     assert s is not None
-    runs: dict[str, list[float]] = {"rnnkit": [], OWN_KERNEL: [], "torch.nn": []}
+    # rnnkit's GRU runs rnnkit's kernel anyway
+    impls = (
+        ["rnnkit", OWN_KERNEL, "torch.nn"] if case.memory_kind == "lstm" else ["rnnkit", "torch.nn"]
+    )
+    runs: dict[str, list[float]] = {impl: [] for impl in impls}
     order = list(runs)
     for _ in range(MEMORY_RUNS):
         order.reverse()
         for impl in order:
-            runs[impl].append(peak_rss_increase_mib(impl, s))
+            runs[impl].append(peak_rss_increase_mib(impl, s, case.memory_kind))
     mib = {impl: statistics.median(values) for impl, values in runs.items()}
     return [
         {

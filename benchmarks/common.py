@@ -32,6 +32,19 @@ def cpu_model() -> str:
 ISA_CAPS = ("RNNKIT_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
 
 
+def peak_rss_kib() -> int:
+    """This process's peak resident set size, KiB. VmHWM belongs to this process image;
+    ru_maxrss survives exec and would report the peak of a large parent that spawned it."""
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
+    except OSError:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS
+
+
 def machine_description() -> str:
     caps = ", ".join(f"{name}={os.environ[name]}" for name in ISA_CAPS if name in os.environ)
     return (

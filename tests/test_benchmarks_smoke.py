@@ -143,7 +143,12 @@ def test_case_selection_and_listing():
     with pytest.raises(ValueError, match="no case matches"):
         bench_speed.select(cases, "no-such-case")
     full = {c.id for c in bench_speed.all_cases(quick=False)}
-    assert {"lstm-b-train", "minrnn-T4096-train", "memory-lstm-b-train"} <= full
+    assert {
+        "lstm-b-train",
+        "minrnn-T4096-train",
+        "memory-lstm-b-train",
+        "memory-gru-b-train",
+    } <= full
     assert "bilstm-b-train" not in full
     rows, printed = run_main(["--quick", "--list-cases"])
     assert rows == [] and "streaming-gru" in printed
@@ -151,6 +156,7 @@ def test_case_selection_and_listing():
 
 def test_peak_memory_subprocess_runs():
     shape = bench_speed.Shape(B=2, T=4, I=3, H=5, L=2)
-    for impl in ("rnnkit", bench_speed.OWN_KERNEL, "torch.nn"):
-        mib = bench_speed.peak_rss_increase_mib(impl, shape)
+    for impl, kind in [("rnnkit", "lstm"), (bench_speed.OWN_KERNEL, "lstm"), ("torch.nn", "lstm"),
+                       ("rnnkit", "gru"), ("torch.nn", "gru")]:  # fmt: skip
+        mib = bench_speed.peak_rss_increase_mib(impl, shape, kind)
         assert math.isfinite(mib) and mib >= 0

@@ -10,6 +10,7 @@ import torch
 import rnnkit
 import rnnkit.kernels
 from rnnkit.cells.gru import GRUEquations, GRUState
+from rnnkit.kernels import gemm
 from rnnkit.kernels import gru as fused_gru
 from tests.helpers import (
     assert_direction_matches_loop,
@@ -94,6 +95,25 @@ def test_fused_equals_reference_at_a_size_that_uses_threads_and_onednn(calls, la
         reference = outputs_and_grads(layer, x, hx, lengths)
     for what in reference:
         assert_near(fused[what], reference[what], torch.float32, what)
+
+
+@pytest.mark.parametrize("recurrent_dropout", [0.0, 0.3], ids=["no-mask", "mask"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_onednn_and_aten_weight_gradients_agree(calls, monkeypatch, bias, recurrent_dropout):
+    """The weight gradients from operands the C++ backward transposed (for oneDNN) and from
+    the gate gradients and states where they lie (ATen): the same float32 numbers, with
+    lengths, a recurrent dropout mask and one step."""
+    layer = rnnkit.GRU(7, 24, 2, bias=bias, recurrent_dropout=recurrent_dropout).train()
+    for T in (6, 1):
+        x, hx = torch.randn(T, 5, 7, requires_grad=True), torch.randn(2, 5, 24)
+        lengths = torch.tensor([T, 1, 0, T, max(T - 2, 0)])
+        monkeypatch.setattr(gemm, "use_onednn", gemm.onednn_applies)  # whatever the CPU
+        transposed = outputs_and_grads(layer, x, hx, lengths)  # seeded: the same masks
+        monkeypatch.setattr(gemm, "use_onednn", lambda t: False)
+        in_place = outputs_and_grads(layer, x, hx, lengths)
+        for what in in_place:
+            assert_near(transposed[what], in_place[what], torch.float32, what)
+    assert calls["run"] == 8
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])

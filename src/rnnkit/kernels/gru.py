@@ -58,30 +58,63 @@ class GRUFunction(torch.autograd.Function):
         ext = load_extension("gru")
         T, B, I = x.shape
         H = w_hh.shape[1]
+        transposed = transposes_operands(gates)
         d_xp = scratch("gru.d_xp", (T, B, 3 * H), gates)
-        d_t = scratch("gru.d_t", (4 * H, T * B), gates)
-        h_prev_t = scratch("gru.h_prev_t", (H, T * B), gates)
+        d_hn = scratch("gru.rows_h", (T * B, H), gates)  # d_hh's n part, where not transposed
+        none = gates.new_empty(0)
+        d_t = scratch("gru.d_t", (4 * H, T * B), gates) if transposed else none
+        h_prev_t = scratch("gru.h_prev_t", (H, T * B), gates) if transposed else none
         (d_h0,) = ext.gru_backward(
             d_h_all.contiguous(), d_h_n.contiguous(), gates, h_all, h0, w_hh,
-            gemm.pack(w_hh.t(), B), mask, ctx.batch_sizes, d_xp, d_t, h_prev_t,
-            scratch("gru.rows_h", (T * B, H), gates),
+            gemm.pack(w_hh.t(), B), mask, ctx.batch_sizes, d_xp, d_t, h_prev_t, d_hn,
         )  # fmt: skip
-        # d_t (4H, T*B) = [d_hh_n; d_r; d_z; d_n]^T: rows [H, 4H) are d_xp^T, rows [0, 3H) are
-        # d_hh^T with its n block first (its r, z blocks equal d_xp's).
         d_p = d_xp.view(T * B, 3 * H)
         d_x = None
         if ctx.needs_input_grad[0]:
             d_x = gemm.linear_into_buffer(d_p, w_ih.t(), None, "gru.d_x", handed_out)
             d_x = d_x.view(T, B, I)
-        # Weight gradients summed over all steps, one GEMM each, from transposed operands.
-        d_w_ih = gemm.linear(d_t[H:], gemm.transpose(x.reshape(T * B, I), "gru.x_t"))  # (3H, I)
-        d_w_hh_nrz = gemm.linear(d_t[: 3 * H], h_prev_t)  # (3H, H), rows n, r, z
-        d_w_hh = torch.cat([d_w_hh_nrz[H:], d_w_hh_nrz[:H]])
+        # Weight gradients summed over all steps, one GEMM per operand.
+        x_rows = x.reshape(T * B, I)
+        if transposed:
+            # d_t (4H, T*B) = [d_hh_n; d_r; d_z; d_n]^T: rows [H, 4H) are d_xp^T, rows [0, 3H)
+            # are d_hh^T with its n block first (its r, z blocks equal d_xp's).
+            d_w_ih = gemm.linear(d_t[H:], gemm.transpose(x_rows, "gru.x_t"))  # (3H, I)
+            d_w_hh_nrz = gemm.linear(d_t[: 3 * H], h_prev_t)  # (3H, H), rows n, r, z
+            d_w_hh = torch.cat([d_w_hh_nrz[H:], d_w_hh_nrz[:H]])
+        else:
+            h_prev = previous_states(h0, h_all, mask)
+            d_w_ih = gemm.rows_t_matmul([x_rows], d_p, "gru.x_t").t().contiguous()
+            d_w_hh = torch.cat([  # rows r, z (d_hh's equal d_xp's), n
+                gemm.rows_t_matmul(h_prev, d_p[:, : 2 * H], "gru.h_prev_t").t(),
+                gemm.rows_t_matmul(h_prev, d_hn, "gru.h_prev_t").t(),
+            ])  # fmt: skip
         d_b_ih = d_b_hh = None
         if ctx.has_bias:
             d_b_ih = d_p.sum(0)
-            d_b_hh = torch.cat([d_b_ih[: 2 * H], d_t[:H].sum(1)])
+            d_b_hh = torch.cat([d_b_ih[: 2 * H], (d_t[:H].sum(1) if transposed else d_hn.sum(0))])
         return d_x, d_h0, d_w_ih, d_w_hh, d_b_ih, d_b_hh, None, None, None
+
+
+def transposes_operands(t: Tensor) -> bool:
+    """Whether the GRU's backward has the C++ loop write the weight gradients' operands
+    transposed, for GEMMs that take no transposed operand (oneDNN's), rather than reading them
+    where they lie (ATen, MKL): on an AVX2 CPU at config b, training steps as fast (0.99x on a
+    warm heap) and a peak RSS of +486 instead of +679 MiB, without the transposes' 160 MiB of
+    buffers (``python -m benchmarks.ab_gru_weight_gradients [--memory]``)."""
+    return gemm.use_onednn(t)
+
+
+def previous_states(h0: Tensor, h_all: Tensor, mask: Tensor | None) -> list[Tensor]:
+    """h_{t-1} of every step as the recurrent weights saw it (times the mask, if any): row
+    blocks that make the (T*B, H) matrix [h0; h_all[:-1]] * mask one after another, views of
+    h0 and h_all (T, B, H) where there is no mask."""
+    T, B, H = h_all.shape
+    if mask is None:
+        return [h0, h_all[:-1].reshape((T - 1) * B, H)]
+    h_prev = scratch("gru.h_prev", (T, B, H), h_all)
+    torch.mul(h0, mask, out=h_prev[0])
+    torch.mul(h_all[:-1], mask, out=h_prev[1:])
+    return [h_prev.view(T * B, H)]
 
 
 class LayerNormGRUFunction(torch.autograd.Function):

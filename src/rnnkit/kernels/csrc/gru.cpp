@@ -183,11 +183,14 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
 // rnnkit.kernels.gemm.pack laid it out. Returns [d_h0 (B, H)] and fills the caller's
 // (uninitialised) buffers:
 //   d_xp (T, B, 3H): gradient of the input projection W_ih x + b_ih (zero at inactive rows);
-//   d_t (4H, T*B) (not written with layer normalisation: may be empty): [d_hh_n; d_xp^T], where d_hh_n = d_n_pre * r is the n part of the gradient
-//     of W_hh h_in + b_hh (its r, z parts equal d_xp's), so rows [0, 3H) are d_hh^T with the n
-//     block first and rows [H, 4H) are d_xp^T: one contiguous operand per weight-gradient GEMM;
-//   h_prev_t (H, T*B): h_{t-1} * mask (as the recurrent weights saw it), transposed;
-//   rows_h (T*B, H): scratch.
+//   d_t (4H, T*B), if not empty (never written with layer normalisation): [d_hh_n; d_xp^T],
+//     where d_hh_n = d_n_pre * r is the n part of the gradient of W_hh h_in + b_hh (its r, z
+//     parts equal d_xp's), so rows [0, 3H) are d_hh^T with the n block first and rows [H, 4H)
+//     are d_xp^T: one contiguous operand per weight-gradient GEMM, for GEMMs that take no
+//     transposed operand (oneDNN);
+//   h_prev_t (H, T*B), if not empty: h_{t-1} * mask (as the recurrent weights saw it),
+//     transposed (rows_h is its scratch then);
+//   rows_h (T*B, H): d_hh_n during the loop, and still at the end where h_prev_t is empty.
 // The transposes run once after the loop (per-step strided writes cost several times more).
 // Layer normalisation (g_hh, hh_hat, rstd of gru_forward, and d_hh_raw (T, B, 3H)): d_hh_raw is
 // filled with the gradient of the raw W_hh h_in (r, z, n; zero at inactive rows), which the
@@ -218,8 +221,10 @@ std::vector<Tensor> gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, con
   TORCH_CHECK(d_xp.is_contiguous() && d_t.is_contiguous() && h_prev_t.is_contiguous() &&
                   rows_h.is_contiguous(),
               "gru_backward: contiguous buffers");
-  TORCH_CHECK(d_xp.numel() == T * B * 3 * H && (g_hh || d_t.numel() == 4 * H * T * B) &&
-                  h_prev_t.numel() == T * B * H && rows_h.numel() == T * B * H,
+  TORCH_CHECK(d_xp.numel() == T * B * 3 * H &&
+                  (d_t.numel() == 0 || (!g_hh && d_t.numel() == 4 * H * T * B)) &&
+                  (h_prev_t.numel() == 0 || h_prev_t.numel() == T * B * H) &&
+                  rows_h.numel() == T * B * H,
               "gru_backward: buffer sizes");
   // one step's d_hh, for the recurrent GEMM (with layer normalisation: d_hh_raw's rows)
   auto d_hh = g_hh ? Tensor() : at::empty({B, 3 * H}, gates.options());
@@ -271,26 +276,29 @@ std::vector<Tensor> gru_backward(const Tensor& d_h_all, const Tensor& d_h_n, con
     }
     if (g_hh) {
       d_b_hn = rows_h.sum(0);  // b_hn: the n part of d_hh, before the LN (it is added after it)
-    } else {
+    } else if (d_t.numel() > 0) {
       scalar_t* Dt = d_t.data_ptr<scalar_t>();
       transpose_into(dHN_all, T * B, H, Dt);
       transpose_into(dX_all, T * B, 3 * H, Dt + H * T * B);
     }
-    // h_{t-1} at every step, masked: [h0; h_all[:-1]] (inactive rows hold finite values that
-    // meet zero columns of d_t).
-    scalar_t* Hp_all = rows_h.data_ptr<scalar_t>();
-    std::memcpy(Hp_all, h0.data_ptr<scalar_t>(), sizeof(scalar_t) * B * H);
-    if (T > 1) {
-      std::memcpy(Hp_all + B * H, h_all.data_ptr<scalar_t>(), sizeof(scalar_t) * (T - 1) * B * H);
+    if (h_prev_t.numel() > 0) {
+      // h_{t-1} at every step, masked: [h0; h_all[:-1]] (inactive rows hold finite values that
+      // meet zero columns of d_t).
+      scalar_t* Hp_all = rows_h.data_ptr<scalar_t>();
+      std::memcpy(Hp_all, h0.data_ptr<scalar_t>(), sizeof(scalar_t) * B * H);
+      if (T > 1) {
+        std::memcpy(Hp_all + B * H, h_all.data_ptr<scalar_t>(),
+                    sizeof(scalar_t) * (T - 1) * B * H);
+      }
+      if (M) {
+        for_rows(T * B, H, [&](int64_t begin, int64_t end) {
+          for (int64_t r = begin; r < end; ++r) {
+            mul_in_place(Hp_all + r * H, M + (r % B) * H, H);
+          }
+        });
+      }
+      transpose_into(Hp_all, T * B, H, h_prev_t.data_ptr<scalar_t>());
     }
-    if (M) {
-      for_rows(T * B, H, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-          mul_in_place(Hp_all + r * H, M + (r % B) * H, H);
-        }
-      });
-    }
-    transpose_into(Hp_all, T * B, H, h_prev_t.data_ptr<scalar_t>());
   });
   if (!g_hh) return {d_h};
   return {d_h, gain_sums.sum(0), d_b_hn};
