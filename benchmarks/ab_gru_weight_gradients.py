@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import statistics
 import subprocess
 import sys
@@ -24,15 +23,15 @@ import sys
 import torch
 
 import rnnkit
-from benchmarks.bench_speed import CONFIGS, train_step
+from benchmarks.bench_speed import config_shapes, train_step
 from benchmarks.common import (
+    ab_parser,
+    ab_start,
     interleaved_medians,
     largest_relative_difference,
-    machine_description,
     outputs_and_gradients,
     patched,
     peak_rss_kib,
-    rerun_on_heap,
 )
 from rnnkit.kernels import gemm, gru
 
@@ -53,8 +52,7 @@ WAYS = {"in-place": aten, "transposed": lambda f: aten(transposed(f))}
 def peak_rss_increase_kib(way, quick: bool) -> int:
     """The peak RSS increase of one training step at config b (tiny shapes with quick) run
     through way, over the setup (a short step first loads the kernels)."""
-    s = CONFIGS["b"]
-    B, T, I, H, L = (2, 5, 6, 8, 2) if quick else (s.B, s.T, s.I, s.H, s.L)
+    B, T, I, H, L = config_shapes(quick)["quick" if quick else "b"]
     layer = rnnkit.GRU(I, H, L)
     way(train_step(layer, torch.randn(4, B, I)))()
     step = way(train_step(layer, torch.randn(T, B, I)))
@@ -65,21 +63,15 @@ def peak_rss_increase_kib(way, quick: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--heap", choices=("default", "warm"), default="default")
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")
+    parser = ab_parser(__doc__, repeats=9)
     parser.add_argument("--memory", action="store_true", help="peak RSS of each way instead")
     parser.add_argument("--peak-of", choices=WAYS, help=argparse.SUPPRESS)  # one process's run
     args = parser.parse_args(argv)
-    if rerun_on_heap("benchmarks.ab_gru_weight_gradients", args.heap, argv):
+    if not ab_start("benchmarks.ab_gru_weight_gradients", args, argv):
         return
     if args.peak_of:
         print(peak_rss_increase_kib(WAYS[args.peak_of], args.quick))
         return
-    print(f"machine: {machine_description()}")
-    print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_="
-          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')})")  # fmt: skip
     if args.memory:
         runs: dict[str, list[float]] = {way: [] for way in WAYS}
         for r in range(3):
@@ -94,9 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"median of {args.repeats} interleaved rounds, ms per training step; "
           "x: transposed's time / in place's")  # fmt: skip
-    configs = {"quick": (2, 5, 6, 8, 2)} if args.quick else {
-        name: (s.B, s.T, s.I, s.H, s.L) for name, s in CONFIGS.items()}  # fmt: skip
-    for config, (B, T, I, H, L) in configs.items():
+    for config, (B, T, I, H, L) in config_shapes(args.quick).items():
         x = torch.randn(T, B, I, generator=torch.Generator().manual_seed(0))
         for dropout in (0.0, 0.25):
             layer = rnnkit.GRU(I, H, L, recurrent_dropout=dropout)

@@ -13,20 +13,17 @@ difference between the two ways' outputs and gradients.
 
 from __future__ import annotations
 
-import argparse
-import os
-
 import torch
 
 import rnnkit
-from benchmarks.bench_speed import CONFIGS, inference, own_kernel, train_step
+from benchmarks.bench_speed import config_shapes, inference, own_kernel, train_step
 from benchmarks.common import (
+    ab_parser,
+    ab_start,
     interleaved_medians,
     largest_relative_difference,
-    machine_description,
     outputs_and_gradients,
     patched,
-    rerun_on_heap,
 )
 from rnnkit.kernels import gru
 
@@ -40,21 +37,13 @@ def fresh(fn):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--heap", choices=("default", "warm"), default="default")
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")
+    parser = ab_parser(__doc__, repeats=9)
     args = parser.parse_args(argv)
-    if rerun_on_heap("benchmarks.ab_kept_buffers", args.heap, argv):
+    if not ab_start("benchmarks.ab_kept_buffers", args, argv):
         return
-    print(f"machine: {machine_description()}")
-    print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_="
-          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')})")  # fmt: skip
     print(f"median of {args.repeats} interleaved rounds, ms per call; "
           "x: the other's time / pooled's")  # fmt: skip
-    configs = {"quick": (2, 5, 6, 8, 2)} if args.quick else {
-        name: (s.B, s.T, s.I, s.H, s.L) for name, s in CONFIGS.items()}  # fmt: skip
-    for config, (B, T, I, H, L) in configs.items():
+    for config, (B, T, I, H, L) in config_shapes(args.quick).items():
         x = torch.randn(T, B, I, generator=torch.Generator().manual_seed(0))
         layer = own_kernel(rnnkit.GRU(I, H, L), ("train", "infer"))
         pooled, other = (outputs_and_gradients(layer, x, way) for way in (lambda f: f, fresh))

@@ -13,8 +13,6 @@ the outputs and gradients between the three.
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Callable
 
 import torch
@@ -23,12 +21,12 @@ from torch.nn import functional as F
 import rnnkit
 from benchmarks.bench_speed import CONFIGS, train_step
 from benchmarks.common import (
+    ab_parser,
+    ab_start,
     interleaved_medians,
     largest_relative_difference,
-    machine_description,
     outputs_and_gradients,
     patched,
-    rerun_on_heap,
 )
 from rnnkit.kernels import gemm
 from rnnkit.layers import recurrence
@@ -73,16 +71,10 @@ def cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--heap", choices=("default", "warm"), default="default")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")
+    parser = ab_parser(__doc__, repeats=7)
     args = parser.parse_args(argv)
-    if rerun_on_heap("benchmarks.ab_pooled_linear", args.heap, argv):
+    if not ab_start("benchmarks.ab_pooled_linear", args, argv):
         return
-    print(f"machine: {machine_description()}")
-    threshold = os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset")
-    print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_={threshold})")
     print(f"pool from {gemm.POOL_MIN_BYTES / 2**20:.0f} MiB (rule)")
     print(f"median of {args.repeats} interleaved rounds, ms per step (x: time / the rule's)")
     for label, layer, x in cases(args.quick):

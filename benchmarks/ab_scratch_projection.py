@@ -13,20 +13,17 @@ outputs and gradients.
 
 from __future__ import annotations
 
-import argparse
-import os
-
 import torch
 
 import rnnkit
-from benchmarks.bench_speed import CONFIGS, inference, own_kernel, train_step
+from benchmarks.bench_speed import config_shapes, inference, own_kernel, train_step
 from benchmarks.common import (
+    ab_parser,
+    ab_start,
     interleaved_medians,
     largest_relative_difference,
-    machine_description,
     outputs_and_gradients,
     patched,
-    rerun_on_heap,
 )
 from rnnkit.kernels import gemm
 
@@ -39,20 +36,12 @@ def fresh(fn):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--heap", choices=("default", "warm"), default="default")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")
+    parser = ab_parser(__doc__, repeats=7)
     args = parser.parse_args(argv)
-    if rerun_on_heap("benchmarks.ab_scratch_projection", args.heap, argv):
+    if not ab_start("benchmarks.ab_scratch_projection", args, argv):
         return
-    print(f"machine: {machine_description()}")
-    print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_="
-          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')})")  # fmt: skip
     print(f"median of {args.repeats} interleaved rounds, ms; x: fresh's time / scratch's")
-    configs = {"quick": (2, 5, 6, 8, 2)} if args.quick else {
-        name: (s.B, s.T, s.I, s.H, s.L) for name, s in CONFIGS.items()}  # fmt: skip
-    for config, (B, T, I, H, L) in configs.items():
+    for config, (B, T, I, H, L) in config_shapes(args.quick).items():
         x = torch.randn(T, B, I, generator=torch.Generator().manual_seed(0))
         for kind, (cls, gates) in KERNELS.items():
             layer = own_kernel(cls(I, H, L), ("train", "infer"))

@@ -167,6 +167,14 @@ class Case:
     memory_kind: str = "lstm"  # the layer of the peak-RSS rows: "lstm" or "gru"
 
 
+def config_shapes(quick: bool) -> dict[str, tuple[int, int, int, int, int]]:
+    """(B, T, I, H, L) of configs a and b by name, or of one tiny shape "quick" (for smoke
+    tests of the A/B scripts)."""
+    if quick:
+        return {"quick": (2, 5, 6, 8, 2)}
+    return {name: (s.B, s.T, s.I, s.H, s.L) for name, s in CONFIGS.items()}
+
+
 def train_step(layer: nn.Module, x: torch.Tensor, **kwargs: Any) -> Callable[[], None]:
     def run() -> None:
         layer.zero_grad(set_to_none=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import importlib
@@ -83,6 +84,28 @@ def rerun_on_heap(module: str, heap: str, argv: Sequence[str] | None) -> bool:
         return False
     args = sys.argv[1:] if argv is None else list(argv)
     subprocess.run([sys.executable, "-m", module, *args], env=env, check=True)
+    return True
+
+
+def ab_parser(doc: str, repeats: int) -> argparse.ArgumentParser:
+    """The options every heap-aware A/B script takes: --heap, --repeats, --quick; its
+    description is the first line of ``doc`` (the script's docstring)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--heap", choices=("default", "warm"), default="default")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, for the smoke test")
+    return parser
+
+
+def ab_start(module: str, args: argparse.Namespace, argv: Sequence[str] | None) -> bool:
+    """Start an A/B run of ``python -m module``: False if it ran in a process on the other
+    heap (:func:`rerun_on_heap`, nothing left to do), else True after printing the machine
+    and the heap."""
+    if rerun_on_heap(module, args.heap, argv):
+        return False
+    print(f"machine: {machine_description()}")
+    threshold = os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset")
+    print(f"heap: {args.heap} (MALLOC_MMAP_THRESHOLD_={threshold})")
     return True
 
 
