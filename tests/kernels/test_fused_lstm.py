@@ -280,7 +280,7 @@ def test_large_weights_keep_the_projection_before_the_loop_and_shared_steps(monk
     forward = ext.lstm_forward
 
     def spy(*args):
-        seen["splits"], seen["x_rows"], seen["ih_packed"] = args[12:15]
+        seen["splits"], seen["x_rows"], seen["ih_packed"] = args[13:16]
         return forward(*args)
 
     monkeypatch.setattr(lstm_kernel, "load_extension", lambda name: SimpleNamespace(

@@ -13,7 +13,7 @@ from torch import Tensor
 from ..cells.lstm import LSTMEquations, LSTMState
 from . import gemm
 from .build import l2_cache_bytes, load_extension
-from .workspace import saved, scratch
+from .workspace import handed_out, saved, scratch
 
 
 def active_rows(batch_sizes: list[int], batch: int, device: torch.device) -> Tensor | None:
@@ -219,7 +219,7 @@ class LSTMFunction(torch.autograd.Function):
         h_pre = None if w_hr is None else saved("lstm.h_pre", (K, H), xp, keep)
         h_all, c_all, gates, h_n, c_n = ext.lstm_forward(
             xp, h0.contiguous(), c0.contiguous(), w_hh, packed, peephole, mask, batch_sizes,
-            c_all, gates, h_in, keep, splits,
+            handed_out("lstm.h_all", (T, B, R), xp), c_all, gates, h_in, keep, splits,
             x_rows if ih_packed is not None else None, ih_packed, w_hr, hr_packed, h_pre,
         )  # fmt: skip
         if keep:
@@ -249,8 +249,10 @@ class LSTMFunction(torch.autograd.Function):
         )  # fmt: skip
         d_x = None
         if ctx.needs_input_grad[0]:
-            d_x_rows = gemm.linear(d_gates, w_ih.t())  # (N, I)
-            if rows is not None:
+            if rows is None:  # (N, I) = (T * B, I)
+                d_x_rows = gemm.linear_into_buffer(d_gates, w_ih.t(), None, "lstm.d_x", handed_out)
+            else:
+                d_x_rows = gemm.linear(d_gates, w_ih.t())  # (N, I)
                 d_x_rows = d_x_rows.new_zeros(T * B, I).index_copy_(0, rows, d_x_rows)
             d_x = d_x_rows.view(T, B, I)
         d_w_ih, d_w_hh = weight_gradients(

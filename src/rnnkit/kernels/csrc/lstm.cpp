@@ -97,8 +97,8 @@ inline void lstm_backward_row(const scalar_t* __restrict__ g, const scalar_t* __
 // h0: (B, R); c0: (B, H); w_hh: (4H, R);
 // peephole: (3, H) rows c->i, c->f, c->o; mask: (B, R) recurrent dropout, applied to h_{t-1}
 // where it enters w_hh. Returns h_all (T, B, R), c_all (T, B, H) (zeros at inactive rows), gates
-// (N, 4H) (activated i, f, g, o, packed like xp), h_n, c_n. c_all and gates are written into
-// the caller's buffers (kept for backward, reused across calls by the caller). h_in (N, R),
+// (N, 4H) (activated i, f, g, o, packed like xp), h_n, c_n. h_all, c_all and gates are written
+// into the caller's buffers (reused across calls by the caller). h_in (N, R),
 // required with a mask: each step's GEMM input (the active rows of h_{t-1}, masked) is written
 // there, packed like xp, for the weight gradient to read back. Without keep_for_backward
 // nothing is kept: c_all is (1, B, H), gates (B, 4H), h_in (B, R) and h_pre (B, H), one step at
@@ -107,8 +107,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
                                  const Tensor& w_hh, const std::optional<Tensor>& w_hh_packed,
                                  const std::optional<Tensor>& peephole,
                                  const std::optional<Tensor>& mask,
-                                 const std::vector<int64_t>& batch_sizes, Tensor c_all,
-                                 Tensor gates, const std::optional<Tensor>& h_in,
+                                 const std::vector<int64_t>& batch_sizes, Tensor h_all,
+                                 Tensor c_all, Tensor gates, const std::optional<Tensor>& h_in,
                                  bool keep_for_backward, int64_t splits,
                                  const std::optional<Tensor>& x_rows,
                                  const std::optional<Tensor>& w_ih_packed,
@@ -144,10 +144,13 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
                    : R == H,
               "lstm_forward: with a projection, w_hr must be (R, H) for h0 (B, R) and h_pre a "
               "contiguous (", kept_rows, ", H) tensor; without one, h0 must be (B, H)");
+  TORCH_CHECK(h_all.is_contiguous() && h_all.sizes() == at::IntArrayRef({T, B, R}) &&
+                  h_all.scalar_type() == h0.scalar_type(),
+              "lstm_forward: h_all must be a contiguous (T, B, R) tensor of h0's dtype; got ",
+              h_all.sizes(), " ", h_all.scalar_type());
   check_splits(splits, w_hh_packed);
   TORCH_CHECK(splits == 1 || !w_hr || is_panels(w_hr_packed),
               "lstm_forward: row splits need the projection's weight in panels too");
-  auto h_all = at::empty({T, B, R}, h0.options());
   auto h = h0.clone();
   auto c = c0.clone();
   auto pre_rows = at::empty({B, 4 * H}, h0.options());  // a step's GEMM output (+ xp: gates)
@@ -421,8 +424,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("panel_isa") = rnnkit::kPanelIsa;
   m.def("lstm_forward", &rnnkit::lstm_forward, "LSTM forward over a sequence", py::arg("xp"),
         py::arg("h0"), py::arg("c0"), py::arg("w_hh"), py::arg("w_hh_packed"),
-        py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("c_all"),
-        py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"), py::arg("splits") = 1,
+        py::arg("peephole"), py::arg("mask"), py::arg("batch_sizes"), py::arg("h_all"),
+        py::arg("c_all"), py::arg("gates"), py::arg("h_in"), py::arg("keep_for_backward"),
+        py::arg("splits") = 1,
         py::arg("x_rows") = py::none(), py::arg("w_ih_packed") = py::none(),
         py::arg("w_hr") = py::none(), py::arg("w_hr_packed") = py::none(),
         py::arg("h_pre") = py::none());
