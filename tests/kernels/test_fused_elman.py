@@ -118,9 +118,12 @@ def test_inference_runs_the_kernel_and_equals_torch_nn(calls, nonlinearity, leng
     ext = rnnkit.kernels.build.load_extension("elman")
     w_hh = torch.randn(40, 40)
     args = (torch.randn(9, 11, 40), torch.randn(11, 40), w_hh, gemm.pack(w_hh, 11), None, [], 0)
-    kept, dropped = ext.elman_forward(*args, True), ext.elman_forward(*args, False)
+    kept = ext.elman_forward(*args, True, torch.empty(9, 11, 40), torch.empty(40, 99))
+    dropped = ext.elman_forward(*args, False, torch.empty(9, 11, 40), torch.empty(0, 99))
     assert torch.equal(kept[0], dropped[0]) and torch.equal(kept[1], dropped[1])
     assert kept[2].shape == (40, 99) and dropped[2].numel() == 0
+    with pytest.raises(RuntimeError, match=r"h_all must be a contiguous \(T, B, H\) tensor"):
+        ext.elman_forward(*args, True, torch.empty(9, 11, 40), torch.empty(0, 99))
 
 
 @pytest.mark.parametrize("nonlinearity", NONLINEARITIES)

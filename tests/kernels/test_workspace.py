@@ -44,6 +44,7 @@ LAYERS = {
     "lstm": lambda: rnnkit.LSTM(5, 7, peephole=True, dtype=torch.float64),  # rnnkit's kernel
     "gru": lambda: rnnkit.GRU(5, 7, dtype=torch.float64),
     "gru_layer_norm": lambda: rnnkit.GRU(5, 7, layer_norm=True, dtype=torch.float64),
+    "elman": lambda: rnnkit.RNN(5, 7, dtype=torch.float64),
 }
 
 
@@ -108,7 +109,7 @@ def test_a_handed_out_buffer_is_its_whole_storage_and_not_a_view(monkeypatch):
     assert workspace.handed_out("out", (2, 3), like).untyped_storage().nbytes() == 6 * 4
 
 
-@pytest.mark.parametrize("kind", ["gru", "gru_layer_norm", "lstm"])
+@pytest.mark.parametrize("kind", ["gru", "gru_layer_norm", "lstm", "elman"])
 def test_outputs_alive_together_do_not_share_buffers(kind):
     """Two calls' outputs held at once are two tensors with the same numbers; one changed in
     place leaves the other and the next call's alone."""

@@ -81,18 +81,25 @@ inline int64_t active_rows(const std::vector<int64_t>& batch_sizes, int64_t t, i
 // recurrent dropout, applied to h_{t-1} where it enters w_hh. Returns h_all (T, B, H) (zeros at
 // inactive rows), h_n (B, H) (the state at each row's last active step, h0 if never active),
 // and, with keep_for_backward, h_prev_t (H, T*B), the transposed inputs of the recurrent GEMM
-// (zeros at inactive rows), else an empty tensor.
+// (zeros at inactive rows), else an empty (0, T*B) tensor; h_all and h_prev_t are written into
+// the caller's buffers (reused across calls by the caller).
 std::vector<Tensor> elman_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh,
                                   const std::optional<Tensor>& w_hh_packed,
                                   const std::optional<Tensor>& mask,
                                   const std::vector<int64_t>& batch_sizes, int64_t activation,
-                                  bool keep_for_backward) {
+                                  bool keep_for_backward, Tensor h_all, Tensor h_prev_t) {
   const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
   TORCH_CHECK(xp.is_contiguous() && h0.is_contiguous(), "rnnkit elman: contiguous inputs");
   TORCH_CHECK(batch_sizes.empty() || static_cast<int64_t>(batch_sizes.size()) == T,
               "rnnkit elman: batch_sizes must have T entries");
-  auto h_all = at::empty({T, B, H}, h0.options());
-  auto h_prev_t = at::empty({keep_for_backward ? H : 0, T * B}, h0.options());
+  TORCH_CHECK(h_all.is_contiguous() && h_all.sizes() == at::IntArrayRef({T, B, H}) &&
+                  h_prev_t.is_contiguous() &&
+                  h_prev_t.sizes() == at::IntArrayRef({keep_for_backward ? H : 0, T * B}) &&
+                  h_all.scalar_type() == h0.scalar_type() &&
+                  h_prev_t.scalar_type() == h0.scalar_type(),
+              "rnnkit elman: h_all must be a contiguous (T, B, H) tensor and h_prev_t (",
+              keep_for_backward ? H : 0, ", T*B), of h0's dtype; got ", h_all.sizes(), " and ",
+              h_prev_t.sizes());
   auto h_n = h0.clone();
   auto h_in_buffer = mask ? at::empty({B, H}, h0.options()) : Tensor();
   auto pre_rows = at::empty({B, H}, h0.options());  // a step's pre-activations
@@ -132,19 +139,24 @@ std::vector<Tensor> elman_forward(const Tensor& xp, const Tensor& h0, const Tens
 }
 
 // Backward through time. d_h_all: (T, B, H) gradient of the outputs; d_h_n: (B, H); h_all: the
-// forward outputs. Returns d_pre (T, B, H) (gradients of the pre-activations, zero at inactive
-// rows; the caller turns them into weight, bias and input gradients with one GEMM each), its
-// transpose d_pre_t (H, T*B), and d_h0.
+// forward outputs. Fills d_pre (T, B, H) (gradients of the pre-activations, zero at inactive
+// rows; the caller turns them into weight, bias and input gradients with one GEMM each) and its
+// transpose d_pre_t (H, T*B), the caller's buffers, and returns [d_pre, d_pre_t, d_h0].
 // w_hh_t_packed, if given, is w_hh^T (H, H) as rnnkit.kernels.gemm.pack laid it out.
 std::vector<Tensor> elman_backward(const Tensor& d_h_all, const Tensor& d_h_n,
                                    const Tensor& h_all, const Tensor& w_hh,
                                    const std::optional<Tensor>& w_hh_t_packed,
                                    const std::optional<Tensor>& mask,
-                                   const std::vector<int64_t>& batch_sizes, int64_t activation) {
+                                   const std::vector<int64_t>& batch_sizes, int64_t activation,
+                                   Tensor d_pre, Tensor d_pre_t) {
   const int64_t T = h_all.size(0), B = h_all.size(1), H = h_all.size(2);
   TORCH_CHECK(d_h_all.is_contiguous() && h_all.is_contiguous(), "rnnkit elman: contiguous");
-  auto d_pre = at::empty_like(h_all);
-  auto d_pre_t = at::empty({H, T * B}, h_all.options());
+  TORCH_CHECK(d_pre.is_contiguous() && d_pre.sizes() == h_all.sizes() &&
+                  d_pre_t.is_contiguous() && d_pre_t.sizes() == at::IntArrayRef({H, T * B}) &&
+                  d_pre.scalar_type() == h_all.scalar_type() &&
+                  d_pre_t.scalar_type() == h_all.scalar_type(),
+              "rnnkit elman: d_pre must be a contiguous (T, B, H) tensor and d_pre_t (H, T*B), "
+              "of h_all's dtype");
   auto d_h = d_h_n.clone();  // gradient reaching h_t from later steps and from h_n
   auto w_hh_t = w_hh.t();  // gemm_nt(x, w_hh_t) = x @ w_hh: d_h_prev = d_pre @ w_hh
   AT_DISPATCH_FLOATING_TYPES(h_all.scalar_type(), "rnnkit_elman_backward", [&] {
