@@ -684,8 +684,8 @@ import rnnkit
 p = json.loads(sys.argv[1])
 torch.set_num_threads(p["threads"])
 torch.manual_seed(0)
-cls = {"lstm": (nn.LSTM, rnnkit.LSTM), "gru": (nn.GRU, rnnkit.GRU)}[p["kind"]]
-cls = cls[0] if p["impl"] == "torch.nn" else cls[1]
+torch_cls, rnnkit_cls = {"lstm": (nn.LSTM, rnnkit.LSTM), "gru": (nn.GRU, rnnkit.GRU)}[p["kind"]]
+cls = torch_cls if p["impl"] == "torch.nn" else rnnkit_cls
 layer = cls(p["I"], p["H"], p["L"])
 if p["impl"] == "rnnkit C++ kernel":
     layer.fused_beats_torch = ("train",)

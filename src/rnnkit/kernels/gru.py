@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..cells.gru import GRUEquations, GRUState
-from . import gemm
+from . import gemm, lstm
 from .build import load_extension
 from .workspace import handed_out, saved, scratch
 
@@ -105,16 +105,17 @@ def transposes_operands(t: Tensor) -> bool:
 
 
 def previous_states(h0: Tensor, h_all: Tensor, mask: Tensor | None) -> list[Tensor]:
-    """h_{t-1} of every step as the recurrent weights saw it (times the mask, if any): row
-    blocks that make the (T*B, H) matrix [h0; h_all[:-1]] * mask one after another, views of
-    h0 and h_all (T, B, H) where there is no mask."""
+    """h_{t-1} of every step as the recurrent weights saw it: row blocks that make the (T*B, H)
+    matrix [h0; h_all[:-1]] * mask one after another (:func:`.lstm.previous_states`'s blocks;
+    views of h0 and h_all where there is no mask, else one masked copy in a scratch buffer)."""
     T, B, H = h_all.shape
-    if mask is None:
-        return [h0, h_all[:-1].reshape((T - 1) * B, H)]
-    h_prev = scratch("gru.h_prev", (T, B, H), h_all)
-    torch.mul(h0, mask, out=h_prev[0])
-    torch.mul(h_all[:-1], mask, out=h_prev[1:])
-    return [h_prev.view(T * B, H)]
+    h_in = None
+    if mask is not None:
+        h_in = scratch("gru.h_prev", (T, B, H), h_all)
+        torch.mul(h0, mask, out=h_in[0])
+        torch.mul(h_all[:-1], mask, out=h_in[1:])
+        h_in = h_in.view(T * B, H)
+    return lstm.previous_states(h0, h_all, h_in)(0, T * B)
 
 
 class LayerNormGRUFunction(torch.autograd.Function):
