@@ -129,7 +129,7 @@ def test_no_stepper_off_the_cpu_or_for_other_dtypes(steps):
     ):
         with torch.no_grad():
             assert stream.stream_step(layer, x, None) is None
-            assert stream._steppers.get(layer) is None
+            assert id(layer) not in stream._steppers
 
 
 @pytest.mark.parametrize("option", ["dropout", "recurrent_dropout"])
@@ -146,3 +146,26 @@ def test_dropout_in_training_mode_applies_without_autograd(steps, option):
     clean, _ = run_steps(layer.eval(), xs)
     assert steps["stepped"] == len(xs)  # in eval mode the Stepper runs, without dropout
     assert (clean - dropped).abs().max() > 1e-3
+
+
+def test_a_layers_stepper_goes_with_it_and_follows_replaced_parameters(steps):
+    """The cache holds a Stepper per live layer only: dropping the layer drops its entry (a new
+    layer at the same address never meets it); a replaced Parameter or a changed batch size
+    builds a new one."""
+    layer = rnnkit.GRU(I, H).eval()
+    x = torch.randn(2, I)
+    with torch.no_grad():
+        layer.step(x)
+        key = id(layer)
+        first = stream._steppers[key][1]
+        layer.step(x)
+        assert stream._steppers[key][1] is first  # reused while nothing changed
+        layer.step(torch.randn(3, I))
+        assert stream._steppers[key][1] is not first  # another batch size
+        second = stream._steppers[key][1]
+        layer.bias_hh_l0 = torch.nn.Parameter(torch.zeros_like(layer.bias_hh_l0))
+        got, _ = layer.step(torch.randn(3, I))
+        assert stream._steppers[key][1] is not second
+    del layer, first, second
+    assert key not in stream._steppers
+    assert steps["stepped"] == 4

@@ -55,23 +55,25 @@ def _stream_kind(cell: Any) -> str | None:
     return None
 
 
-# layer -> (parameter ids, Stepper, kind); outside the module, so copying or pickling a layer
-# never meets it.
-_steppers: weakref.WeakKeyDictionary[Any, tuple[list[int], Any, str]] = weakref.WeakKeyDictionary()
+# id(layer) -> (a weak reference to the layer, its Stepper, kind); outside the module, so copying
+# or pickling a layer never meets it. The reference's callback drops the entry when the layer goes,
+# before its id can be reused. (A dict on ids: looking up a WeakKeyDictionary makes a new weak
+# reference on every call.)
+_steppers: dict[int, tuple[weakref.ref[Any], Any, str]] = {}
 
 
 def _stepper(layer: Any, batch_size: int) -> tuple[Any, str] | None:
     """(the layer's C++ Stepper for this batch size, "lstm" or "gru"), rebuilt when a parameter
     changes; None for a layer it does not run (an option it lacks, bidirectional), without the
     extension, off the CPU, or for parameters of a dtype it lacks. The cached one is checked
-    first: the common case costs a lookup and three comparisons."""
-    cached = _steppers.get(layer)
+    first: the common case costs a lookup and one C++ call."""
+    cached = _steppers.get(id(layer))
     if cached is not None:
-        ids, stepper, kind = cached
+        ref, stepper, kind = cached
         if (
-            ids == list(map(id, layer._parameters.values()))
+            ref() is layer
             and stepper.batch_size() == batch_size
-            and stepper.fresh()
+            and stepper.fresh(layer._parameters)
         ):
             return stepper, kind
     kind = _stream_kind(layer._equations[0])
@@ -103,5 +105,6 @@ def _stepper(layer: Any, batch_size: int) -> tuple[Any, str] | None:
         kind == "lstm", batch_size, watched, w_ih, w_hh, b_x, b_h, packed_ih, packed_hh, w_hr,
         packed_hr,
     )  # fmt: skip
-    _steppers[layer] = (list(map(id, watched)), stepper, kind)
+    key = id(layer)
+    _steppers[key] = (weakref.ref(layer, lambda _: _steppers.pop(key, None)), stepper, kind)
     return stepper, kind

@@ -134,11 +134,19 @@ class Stepper {
 
   int64_t batch_size() const { return B_; }
 
-  // No parameter updated in place or given new data since the weights were taken.
-  bool fresh() const {
-    for (size_t m = 0; m < watched_.size(); ++m)
-      if (watched_[m]._version() != seen_[m].first || watched_[m].data_ptr() != seen_[m].second)
+  // Whether `parameters` (the layer's _parameters) are still, in order, the tensors the weights
+  // were taken from, none updated in place or given new data since.
+  bool fresh(const py::dict& parameters) const {
+    if (py::len(parameters) != watched_.size()) return false;
+    size_t m = 0;
+    for (const auto& item : parameters) {
+      PyObject* value = item.second.ptr();
+      if (!THPVariable_Check(value) ||
+          THPVariable_Unpack(value).unsafeGetTensorImpl() != watched_[m].unsafeGetTensorImpl() ||
+          watched_[m]._version() != seen_[m].first || watched_[m].data_ptr() != seen_[m].second)
         return false;
+      ++m;
+    }
     return true;
   }
 
@@ -274,7 +282,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                     std::vector<std::optional<at::Tensor>>, std::vector<std::optional<at::Tensor>>,
                     std::vector<std::optional<at::Tensor>>>())
       .def("batch_size", &rnnkit::Stepper::batch_size)
-      .def("fresh", &rnnkit::Stepper::fresh, "whether the weights are still the layer's")
+      .def("fresh", &rnnkit::Stepper::fresh, "whether these parameters are still the weights taken")
       .def("lstm", &rnnkit::Stepper::lstm, "one step of a stacked LSTM, or None")
       .def("gru", &rnnkit::Stepper::gru, "one step of a stacked GRU, or None");
 }
