@@ -163,47 +163,6 @@ def test_inference_equals_torch_nn_and_keeps_nothing(calls, lengths):
         ext.gru_forward(*args, True, torch.empty(9, 11, 160), torch.empty(9, 40, 11).mT)
 
 
-@pytest.mark.parametrize(
-    "options", [{}, {"bias": False}, {"recurrent_dropout": 0.3}], ids=["plain", "no-bias", "mask"]
-)
-@pytest.mark.parametrize("splits", [2, 3])
-@pytest.mark.parametrize("lengths", ["ragged", "full"])
-def test_row_splits_give_the_numbers_of_shared_steps(calls, monkeypatch, options, splits, lengths):
-    """The forward loop with the batch's rows split between threads for the whole sequence
-    (rows interleaved, sequences ending at different steps, more splits than threads) gives the
-    numbers of the loop that shares every step, to the bit: training outputs, states and
-    gradients, and inference. Without the panel kernel (float64), asking for splits is an error
-    that says so."""
-    torch.manual_seed(0)
-    layer = rnnkit.GRU(5, 24, 2, bidirectional=True, **options).train()
-    x = torch.randn(9, 7, 5, requires_grad=True)
-    h0 = torch.randn(4, 7, 24)
-    lens = torch.tensor([9, 3, 0, 6, 9, 1, 8]) if lengths == "ragged" else torch.full((7,), 9)
-
-    def run():
-        torch.manual_seed(1)  # the same recurrent-dropout masks on both paths
-        y, h_n = layer(x, h0, lengths=lens)
-        weight = torch.linspace(-1, 1, y.numel()).view_as(y)
-        grads = torch.autograd.grad((y * weight).sum() + h_n.sum(), [x, *layer.parameters()])
-        with torch.no_grad():
-            inferred = layer.eval()(x, h0, lengths=lens)
-        layer.train()
-        return [y, h_n, *grads, *inferred]
-
-    shared = run()
-    monkeypatch.setattr(fused_gru, "row_splits", lambda *args: splits)
-    if not gemm.panels_available(x):
-        with pytest.raises(RuntimeError, match="row splits need the panel kernel"):
-            run()
-        return
-    split = run()
-    for i, (a, b) in enumerate(zip(split, shared, strict=True)):
-        assert torch.equal(a, b), f"tensor {i}"
-    assert calls["run"] == 2 * 2 * 2 * 2  # two runs, training and inference, 2 layers x 2 ways
-    with pytest.raises(RuntimeError, match="row splits need the panel kernel"):
-        layer.double()(x.double(), h0.double(), lengths=lens)
-
-
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
 @pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "mask"])

@@ -16,7 +16,6 @@ from torch.autograd.function import once_differentiable
 from ..cells.gru import GRUEquations, GRUState
 from . import gemm, lstm
 from .build import load_extension
-from .lstm import row_splits
 from .workspace import handed_out, saved, scratch
 
 
@@ -44,10 +43,9 @@ class GRUFunction(torch.autograd.Function):
         h0 = h0.contiguous()
         # keep: what backward needs, only when there will be one
         gates = saved("gru.gates", (T if keep else 1, B, 4 * H), xp, keep)
-        packed = gemm.pack(w_hh, B)
         h_all, gates, h_n = ext.gru_forward(
-            xp, h0, w_hh, packed, b_hn, mask, batch_sizes, keep, gates,
-            handed_out("gru.h_all", (T, B, H), xp), splits=row_splits(B, packed),
+            xp, h0, w_hh, gemm.pack(w_hh, B), b_hn, mask, batch_sizes, keep, gates,
+            handed_out("gru.h_all", (T, B, H), xp),
         )  # fmt: skip
         ctx.save_for_backward(x, h0, w_ih, w_hh, mask, h_all, gates)
         ctx.batch_sizes, ctx.has_bias = batch_sizes, b_ih is not None

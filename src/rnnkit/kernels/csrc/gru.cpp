@@ -106,7 +106,6 @@ inline void add_into(const scalar_t* __restrict__ a, const scalar_t* __restrict_
 // without keep_for_backward (1, B, 4H), one step at a time: nothing is kept.
 // Layer normalisation: g_hh (3H) the recurrent side's gains; hh_hat (S, B, 3H) and rstd
 // (S, B, 3), S = T or 1 as for gates, the caller's buffers for what its backward reads.
-// splits: see check_splits (common.h).
 std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh,
                                 const std::optional<Tensor>& w_hh_packed,
                                 const std::optional<Tensor>& b_hn,
@@ -114,7 +113,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
                                 const std::vector<int64_t>& batch_sizes, bool keep_for_backward,
                                 Tensor gates, Tensor h_all, const std::optional<Tensor>& g_hh,
                                 const std::optional<Tensor>& hh_hat,
-                                const std::optional<Tensor>& rstd, int64_t splits) {
+                                const std::optional<Tensor>& rstd) {
   const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
   const int64_t S = keep_for_backward ? T : 1;
   TORCH_CHECK(!g_hh || (g_hh->is_contiguous() && g_hh->numel() == 3 * H && hh_hat && rstd &&
@@ -135,7 +134,6 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
                   h_all.scalar_type() == xp.scalar_type(),
               "gru_forward: h_all must be a contiguous (T, B, H) tensor of xp's dtype; got ",
               h_all.sizes(), " ", h_all.scalar_type());
-  check_splits(splits, w_hh_packed);
   auto h = h0.clone();
   auto h_in = mask ? at::empty({B, H}, h0.options()) : h;  // h * mask, rows [0, n)
   auto hh_rows = at::empty({B, 3 * H}, h0.options());      // W_hh h_in of a step's rows
@@ -144,47 +142,6 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
     const scalar_t* M = mask ? mask->data_ptr<scalar_t>() : nullptr;
     scalar_t* Hs = h.data_ptr<scalar_t>();
     scalar_t* Hin = h_in.data_ptr<scalar_t>();
-    // The gate math of row b at step t, from its W_hh h_in row HH_b.
-    const auto gate_row = [&](int64_t t, int64_t b, scalar_t* HH_b) {
-      const scalar_t* X = xp.data_ptr<scalar_t>() + (t * B + b) * 3 * H;
-      const int64_t k = (keep_for_backward ? t * B : 0) + b;  // its row in the saved arrays
-      scalar_t* G = gates.data_ptr<scalar_t>() + k * 4 * H;
-      scalar_t* Ht = h_all.data_ptr<scalar_t>() + (t * B + b) * H;
-      if (g_hh) {  // W_hh h_in -> LN(W_hh h_in) g_hh, per gate block, in place
-        gate_norm_forward<3>(HH_b, g_hh->data_ptr<scalar_t>(),
-                             hh_hat->data_ptr<scalar_t>() + k * 3 * H,
-                             rstd->data_ptr<scalar_t>() + k * 3, H);
-      }
-      if (bn) {
-        gru_forward_row<true>(X, HH_b, bn, Hs + b * H, G, Ht, H);
-      } else {
-        gru_forward_row<false>(X, HH_b, bn, Hs + b * H, G, Ht, H);
-      }
-    };
-    if (splits > 1) {  // each split runs its own rows through the whole sequence
-      const int64_t S = splits;
-      scalar_t* HH = hh_rows.data_ptr<scalar_t>();
-      at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
-        for (int64_t s = s0; s < s1; ++s) {
-          for (int64_t t = 0; t < T; ++t) {
-            const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
-            const int64_t m = split_rows(n, s, S);
-            for (int64_t b = s + m * S; b < B; b += S)  // its inactive rows: zeros, as below
-              std::memset(h_all.data_ptr<scalar_t>() + (t * B + b) * H, 0, sizeof(scalar_t) * H);
-            if (m == 0) continue;
-            const scalar_t* A = Hs + s * H;
-            if (M) {
-              for (int64_t b = s; b < n; b += S) mul_into(Hs + b * H, M + b * H, Hin + b * H, H);
-              A = Hin + s * H;
-            }
-            panel_gemm(A, m, H, S * H, w_hh_packed->data_ptr<float>(), 3 * H, HH + s * 3 * H,
-                       S * 3 * H, false);
-            for (int64_t b = s; b < n; b += S) gate_row(t, b, HH + b * 3 * H);
-          }
-        }
-      });
-      return;
-    }
     for (int64_t t = 0; t < T; ++t) {
       const int64_t n = batch_sizes.empty() ? B : batch_sizes[t];
       zero_rows_from(h_all[t].data_ptr<scalar_t>(), n, B, H);  // outputs at padded steps
@@ -196,8 +153,25 @@ std::vector<Tensor> gru_forward(const Tensor& xp, const Tensor& h0, const Tensor
       }
       auto hh = gemm_nt(h_in.narrow(0, 0, n), w_hh, w_hh_packed, hh_rows.narrow(0, 0, n));
       scalar_t* HH = hh.data_ptr<scalar_t>();
+      const scalar_t* X = xp[t].data_ptr<scalar_t>();
+      scalar_t* Gt = gates[keep_for_backward ? t : 0].data_ptr<scalar_t>();
+      scalar_t* Ht = h_all[t].data_ptr<scalar_t>();
+      const int64_t k0 = (keep_for_backward ? t : 0) * B;  // the step's first saved row
       for_rows(n, 3 * H, [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) gate_row(t, b, HH + b * 3 * H);
+        for (int64_t b = begin; b < end; ++b) {
+          if (g_hh) {  // W_hh h_in -> LN(W_hh h_in) g_hh, per gate block, in place
+            gate_norm_forward<3>(HH + b * 3 * H, g_hh->data_ptr<scalar_t>(),
+                                 hh_hat->data_ptr<scalar_t>() + (k0 + b) * 3 * H,
+                                 rstd->data_ptr<scalar_t>() + (k0 + b) * 3, H);
+          }
+          if (bn) {
+            gru_forward_row<true>(X + b * 3 * H, HH + b * 3 * H, bn, Hs + b * H, Gt + b * 4 * H,
+                                  Ht + b * H, H);
+          } else {
+            gru_forward_row<false>(X + b * 3 * H, HH + b * 3 * H, bn, Hs + b * H,
+                                   Gt + b * 4 * H, Ht + b * H, H);
+          }
+        }
       });
     }
   });
@@ -337,7 +311,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("h0"), py::arg("w_hh"), py::arg("w_hh_packed"), py::arg("b_hn"), py::arg("mask"),
         py::arg("batch_sizes"), py::arg("keep_for_backward"), py::arg("gates"), py::arg("h_all"),
         py::arg("g_hh") = py::none(),
-        py::arg("hh_hat") = py::none(), py::arg("rstd") = py::none(), py::arg("splits") = 1);
+        py::arg("hh_hat") = py::none(), py::arg("rstd") = py::none());
   m.def("gru_backward", &rnnkit::gru_backward, "GRU backward through time", py::arg("d_h_all"),
         py::arg("d_h_n"), py::arg("gates"), py::arg("h_all"), py::arg("h0"), py::arg("w_hh"),
         py::arg("w_hh_t_packed"), py::arg("mask"), py::arg("batch_sizes"), py::arg("d_xp"),
