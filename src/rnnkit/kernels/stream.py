@@ -28,12 +28,21 @@ def stream_step(layer: Any, x_t: Tensor, hx: Any, time_dim: int = -1) -> tuple[T
         return None
     if layer.training and (layer.dropout > 0 or layer.recurrent_dropout > 0):
         return None  # dropout still applies without autograd; the general path draws it
+    cached = _steppers.get(id(layer))
+    if cached is not None:  # the common case: a fresh Stepper, which checks the inputs itself
+        ref, stepper, kind = cached
+        if ref() is layer and stepper.fresh(layer._parameters):
+            stepped = _run(stepper, kind, x_t, hx, time_dim)
+            if stepped is not None:
+                return stepped  # else another batch size, or inputs it does not take: below
     if x_t.dim() != (2 if time_dim < 0 else 3) or (time_dim >= 0 and x_t.shape[time_dim] != 1):
         return None  # not one step: no Stepper is built or looked up
     found = _stepper(layer, x_t.shape[1 if time_dim == 0 else 0])
-    if found is None:
-        return None
-    stepper, kind = found
+    return None if found is None else _run(*found, x_t, hx, time_dim)
+
+
+def _run(stepper: Any, kind: str, x_t: Tensor, hx: Any, time_dim: int) -> tuple[Tensor, Any] | None:
+    """The Stepper's step on x_t and hx, or None if they do not fit it."""
     if kind == "gru":
         return stepper.gru(x_t, hx, time_dim) if hx is None or isinstance(hx, Tensor) else None
     if hx is None:
