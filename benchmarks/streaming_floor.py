@@ -33,37 +33,28 @@ FLOOR_SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
-// acc[j] = sum_k v[k] * panel[k, j], j < 64: the Stepper's panel_column_sums.
-inline void column_sums(const float* __restrict__ panel, const float* __restrict__ v, int64_t K,
-                        float* __restrict__ acc) {
-  for (int64_t j = 0; j < 64; ++j) acc[j] = 0;
-  for (int64_t k = 0; k < K; ++k) {
-    const float v_k = v[k];
-    const float* __restrict__ row = panel + k * 64;
-#pragma omp simd
-    for (int64_t j = 0; j < 64; ++j) acc[j] += v_k * row[j];
-  }
-}
+#include "stream_panels.h"  // the Stepper's panels and product loop
 
-// `weights` (P, K, 64) float32: P panels of K rows of 64, split between the threads as the
+// `weights` (P, K, kPanel) float32: P panels of K rows, split between the threads as the
 // Stepper splits its panels; `steps` times, each thread multiplies a vector into each of its
 // panels, walking them first to last and last to first in turn, as the Stepper does. Returns
 // seconds per step.
 double read_steps(const at::Tensor& weights, int64_t steps) {
-  TORCH_CHECK(weights.dim() == 3 && weights.size(2) == 64 && weights.is_contiguous() &&
+  using rnnkit::kPanel;
+  TORCH_CHECK(weights.dim() == 3 && weights.size(2) == kPanel && weights.is_contiguous() &&
                   weights.scalar_type() == at::kFloat,
-              "read_steps: expected contiguous float32 panels (P, K, 64)");
+              "read_steps: expected contiguous float32 panels (P, K, ", kPanel, ")");
   const float* w = weights.data_ptr<float>();
   const int64_t P = weights.size(0), K = weights.size(1);
   const int64_t threads = at::get_num_threads(), grain = (P + threads - 1) / threads;
-  std::vector<float> v(K, 0.5f), sums(P * 64);
+  std::vector<float> v(K, 0.5f), sums(P * kPanel);
   const auto start = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < steps; ++s) {
     const bool reverse = s % 2 == 1;
     at::parallel_for(0, P, grain, [&](int64_t begin, int64_t end) {
       for (int64_t q = begin; q < end; ++q) {
         const int64_t p = reverse ? begin + end - 1 - q : q;
-        column_sums(w + p * K * 64, v.data(), K, sums.data() + p * 64);
+        rnnkit::panel_column_sums(w + p * K * kPanel, v.data(), K, sums.data() + p * kPanel);
       }
     });
   }
@@ -76,6 +67,7 @@ double read_steps(const at::Tensor& weights, int64_t steps) {
 
 KINDS = {"LSTM": rnnkit.LSTM, "GRU": rnnkit.GRU}
 STEPS = 2000  # steps per timed round
+PANEL = 64  # kPanel of csrc/stream_panels.h: output rows per panel (read_steps checks it)
 
 
 def floor_module():
@@ -84,6 +76,7 @@ def floor_module():
         cpp_sources=FLOOR_SOURCE,
         functions=["read_steps"],
         extra_cflags=build.compiler_flags(),  # as the Stepper is built
+        extra_include_paths=[str(build.SOURCES)],
         extra_ldflags=["-fopenmp"],
     )
 
@@ -139,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"{'C++ fixed':>11}{'.step fixed':>13}")  # fmt: skip
     for kind in KINDS:
         gates = 4 if kind == "LSTM" else 3
-        panels = -(-gates * size // 64)  # [W_ih | W_hh] as the Stepper's panels, float32
-        weights = torch.randn(panels, 2 * size, 64)
+        panels = -(-gates * size // PANEL)  # [W_ih | W_hh] as the Stepper's panels, float32
+        weights = torch.randn(panels, 2 * size, PANEL)
         calls = {name: per_step(fn, steps) for name, fn in step_calls(kind, size).items()}
         fixed = {f"{name} fixed": per_step(fn, steps) for name, fn in step_calls(kind, 8).items()}
 

@@ -2,14 +2,14 @@
 // every layer in one call on a Stepper that holds the weights, laid out once for small
 // batches, no autograd.
 #include "common.h"
+#include "stream_panels.h"
 
 namespace rnnkit {
 
-// For B <= kSmallBatch the step has its own panels: [w_x | w_h] side by side, 64 output rows
-// each. Tried here and not faster (`python -m benchmarks.bench_speed --cases streaming-lstm`):
+// For B <= kSmallBatch the step has its own panels (stream_panels.h): [w_x | w_h] side by
+// side, kPanel output rows each. Tried here and not faster (`python -m benchmarks.bench_speed --cases streaming-lstm`):
 // panel_gemm.h's 32-wide register blocks, and 16 independent accumulator chains; at one row
 // the step waits on its weights coming from L2, not on the FMAs.
-constexpr int64_t kPanel = 64;      // output rows per weight panel
 constexpr int64_t kSmallBatch = 4;  // up to this many rows, panel products beat GEMM calls
 
 // [w_x | w_h] (N, I + H) regrouped into panels of kPanel output rows, zero past N:
@@ -21,19 +21,6 @@ inline Tensor make_panels(const Tensor& w_x, const Tensor& w_h) {
   auto w = at::zeros({P * kPanel, K}, w_x.options());
   w.narrow(0, 0, N).copy_(at::cat({w_x, w_h}, 1));
   return w.view({P, kPanel, K}).transpose(1, 2).contiguous();  // (P, K, kPanel)
-}
-
-// acc[j] = sum_k v[k] * panel[k, j] for the kPanel columns of a panel of K rows.
-template <typename scalar_t>
-inline void panel_column_sums(const scalar_t* __restrict__ panel, const scalar_t* __restrict__ v,
-                              int64_t K, scalar_t* __restrict__ acc) {
-  for (int64_t j = 0; j < kPanel; ++j) acc[j] = 0;
-  for (int64_t k = 0; k < K; ++k) {
-    const scalar_t v_k = v[k];
-    const scalar_t* __restrict__ row = panel + k * kPanel;
-#pragma omp simd
-    for (int64_t j = 0; j < kPanel; ++j) acc[j] += v_k * row[j];
-  }
 }
 
 // Both products of a step for a few rows: a = x @ w_x^T + b_x and r = h @ w_h^T + b_h, each
