@@ -110,6 +110,7 @@ def gemm_flops(
     bidirectional: bool = False,
     proj_size: int = 0,
     train: bool = False,
+    input_grad: bool = False,
 ) -> int:
     """GEMM flops of one call, counted analytically; elementwise work is not counted.
 
@@ -123,8 +124,11 @@ def gemm_flops(
 
     minGRU (G = 2) and minLSTM (G = 3) have no recurrent GEMM: forward_l = 2 * N * G * H * I_l.
 
-    The total sums over layers and directions; training = 3 x forward (the forward GEMM and the
-    two backward GEMMs: gradient of the input and of the weights).
+    The total sums over layers and directions. Training adds the backward GEMMs: the weight
+    gradients and the gradients of each layer's input and state (2 x forward), less the input
+    gradient of layer 0, 2 * N * G * H * I per direction, unless the input requires a gradient
+    (input_grad). torch.nn's LSTM (oneDNN) computes that one even when nothing needs it; a
+    count of the work a step needs leaves it out.
     """
     G = GATES[kind]
     D = 2 if bidirectional else 1
@@ -137,7 +141,10 @@ def gemm_flops(
         if proj_size:
             per_direction += 2 * tokens * hidden_size * proj_size
         total += D * per_direction
-    return 3 * total if train else total
+    if not train:
+        return total
+    unneeded = 0 if input_grad else D * 2 * tokens * G * hidden_size * input_size
+    return 3 * total - unneeded
 
 
 # -- what a case is ---------------------------------------------------------------------------
@@ -176,8 +183,11 @@ def config_shapes(quick: bool) -> dict[str, tuple[int, int, int, int, int]]:
 
 
 def train_step(layer: nn.Module, x: torch.Tensor, **kwargs: Any) -> Callable[[], None]:
+    """A training step of layer on x; x's gradient, if it requires one, is dropped first."""
+
     def run() -> None:
         layer.zero_grad(set_to_none=True)
+        x.grad = None
         y, _ = layer(x, **kwargs)
         y.sum().backward()
 
@@ -235,23 +245,30 @@ def own_kernel(layer: nn.Module, modes: tuple[str, ...] = ("train",)) -> nn.Modu
     return own
 
 
-def layer_case(kind: str, config: str, s: Shape, mode: str, extras: bool) -> Case:
+def layer_case(
+    kind: str, config: str, s: Shape, mode: str, extras: bool = False, input_grad: bool = False
+) -> Case:
+    """A layer of one kind against torch.nn's; with input_grad (training) the input requires a
+    gradient, as an embedding's output does, and the case id is ``{kind}_input_grad-...``."""
     flop_kind = LAYER_KINDS[kind][0]
     kwargs = layer_kwargs(kind, s)
     train = mode == "train"
     bidirectional = bool(kwargs.get("bidirectional"))
     proj = kwargs.get("proj_size", 0)
     tokens = s.T * s.B
-    flops = gemm_flops(flop_kind, tokens, s.I, s.H, s.L, bidirectional, proj, train=train)
+    flops = gemm_flops(
+        flop_kind, tokens, s.I, s.H, s.L, bidirectional, proj, train=train, input_grad=input_grad
+    )
     label = f"{config} {s.describe()}{f' P={proj}' if proj else ''}"
     label += f"{' bidir' if bidirectional else ''} {mode}"
+    label += ", input requires grad" if input_grad else ""
 
     def build() -> list[Impl]:
         ours, theirs = layer_pair(kind, s)
         if not train:
             ours.eval()
             theirs.eval()
-        x = torch.randn(s.T, s.B, s.I)
+        x = torch.randn(s.T, s.B, s.I, requires_grad=input_grad)
         make = train_step if train else inference
         impls = [
             Impl("rnnkit", make(ours, x), tokens, flops),
@@ -264,7 +281,8 @@ def layer_case(kind: str, config: str, s: Shape, mode: str, extras: bool) -> Cas
             impls += optional_lstm_rows(s, x.numpy(), state, tokens, flops)
         return impls
 
-    return Case(f"{kind}-{config}-{mode}", label, build)
+    name = f"{kind}_input_grad" if input_grad else kind
+    return Case(f"{name}-{config}-{mode}", label, build)
 
 
 def variant_case(kind: str, option: str, value: Any, s: Shape) -> Case:
@@ -428,6 +446,9 @@ def all_cases(quick: bool) -> list[Case]:
             for mode in ("train", "infer"):
                 extras = kind == "lstm" and config == "a" and mode == "train"
                 cases.append(layer_case(kind, config, s, mode, extras))
+    for config, s in configs.items():  # the LSTM's training where its input needs a gradient
+        for kind in ("lstm", "bilstm") if config == "a" else ("lstm",):
+            cases.append(layer_case(kind, config, s, "train", input_grad=True))
     for option, value in (("peephole", True), ("layer_norm", True), ("recurrent_dropout", 0.25)):
         cases.append(variant_case("lstm", option, value, a))
     cases.append(variant_case("gru", "layer_norm", True, a))
@@ -799,7 +820,7 @@ def header(args: argparse.Namespace, peak: dict[str, float], other: float | None
         f"GEMM peak: {max(peak.values()):.1f} GFLOP/s, fp32 {M}x{K} @ {K}x{N}, fastest round "
         f"before and after the cases ({gemms})",
         f"timing: median of {args.repeats} interleaved rounds (after {args.warmup} untimed); "
-        "tokens = T*B positions (valid ones with lengths), GFLOP = GEMMs only",
+        "tokens = T*B positions (valid ones with lengths), GFLOP = the GEMMs a call needs",
         "vs torch.nn = torch.nn row's time (memory rows: peak RSS increase) / this row's; "
         ">1 is better",
         f"heap: {heap_description(args.heap)}",

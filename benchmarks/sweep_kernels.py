@@ -5,7 +5,7 @@ measurement behind which kernel a plain ``rnnkit.LSTM``, ``GRU`` or ``RNN`` runs
     python -m benchmarks.sweep_kernels [--kind lstm|lstmp|gru|rnn_tanh|rnn_relu]
                                        [--mode train|infer] [--heap warm|default]
                                        [--dtype float32|float64] [--repeats 7] [--short]
-                                       [--quick]
+                                       [--input-grad] [--quick]
 
 For each shape (batch B, steps T, input I, hidden H, layers L, directions D) it times a call of
 the rnnkit layer forced onto its own C++ kernel and of the torch.nn layer with the same weights,
@@ -51,11 +51,12 @@ def uses_panels(batch_size: int, dtype: torch.dtype = torch.float32) -> bool:
 
 def measure(
     kind: str, s: Shape, bidirectional: bool, mode: str, repeats: int,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype = torch.float32, input_grad: bool = False,
 ) -> tuple[float, float]:  # fmt: skip
-    """(rnnkit's kernel, torch.nn) median seconds of a call."""
+    """(rnnkit's kernel, torch.nn) median seconds of a call; with input_grad the input requires
+    a gradient (as an embedding's output does), which training then computes."""
     ours, theirs = layer_pair(kind, s, bidirectional, dtype)
-    x = torch.randn(s.T, s.B, s.I, dtype=dtype)
+    x = torch.randn(s.T, s.B, s.I, dtype=dtype, requires_grad=input_grad and mode == "train")
     make = train_step if mode == "train" else inference
     if mode == "infer":
         ours.eval()
@@ -78,12 +79,17 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--heap", choices=("default", "warm"), default="warm")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per shape")
+    parser.add_argument(
+        "--input-grad", action="store_true", help="training: the input requires a gradient"
+    )
     parser.add_argument("--short", action="store_true", help="short sequences, T = 1-32")
     parser.add_argument("--quick", action="store_true", help="one tiny shape: a smoke test")
     args = parser.parse_args(argv)
     if rerun_on_heap("benchmarks.sweep_kernels", args.heap, argv):
         return []
     what = "training step (forward + sum().backward())" if args.mode == "train" else "inference"
+    if args.input_grad and args.mode == "train":
+        what += ", the input requiring a gradient"
     print(machine_description())
     dtype = getattr(torch, args.dtype)
     print(f"{args.kind} {what}, {args.dtype}; heap: {args.heap}; median of {args.repeats} "
@@ -92,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
           f"{'rnnkit ms':>10} {'torch.nn ms':>12} {'ratio':>6}")  # fmt: skip
     rows = []
     for s, bidirectional in QUICK if args.quick else SHORT if args.short else SHAPES:
-        ours, theirs = measure(args.kind, s, bidirectional, args.mode, args.repeats, dtype)
+        ours, theirs = measure(
+            args.kind, s, bidirectional, args.mode, args.repeats, dtype, args.input_grad
+        )
         panels = uses_panels(s.B, dtype)
         D = 2 if bidirectional else 1
         shape = f"{s.B:>4} {s.T:>4} {s.I:>5} {s.H:>5} {s.L:>2} {D:>2}"

@@ -22,6 +22,8 @@ EXPECTED = {
     **{case: {"rnnkit", "torch.nn"} for case in LAYER_CASES},
     "lstm-a-train": {"rnnkit", "rnnkit C++ kernel", "torch.nn"},
     "bilstm-a-train": {"rnnkit", "rnnkit C++ kernel", "torch.nn"},
+    "lstm_input_grad-a-train": {"rnnkit", "rnnkit C++ kernel", "torch.nn"},
+    "bilstm_input_grad-a-train": {"rnnkit", "rnnkit C++ kernel", "torch.nn"},
     **{
         f"lstm_{option}-a-train": {"rnnkit", "torch.nn plain LSTM"}
         for option in ("peephole", "layer_norm", "recurrent_dropout")
@@ -119,14 +121,34 @@ def test_warm_heap_reruns_the_suite_with_glibc_keeping_freed_memory(capfd):
     assert "streaming-gru" in printed and "rnnkit .step" in printed
 
 
+def test_input_grad_cases_train_on_an_input_that_requires_a_gradient(quick):
+    rows, _ = quick
+    cases = by_case(rows)
+    for case in ("lstm_input_grad-a-train", "bilstm_input_grad-a-train"):
+        assert {row["configuration"].endswith(", input requires grad") for row in cases[case]} == {
+            True
+        }
+    # their flops count the input's gradient, the plain cases' do not
+    plain, with_input = cases["lstm-a-train"][0], cases["lstm_input_grad-a-train"][0]
+    s = bench_speed.QUICK_A
+    d_input = 2 * s.T * s.B * 4 * s.H * s.I
+    assert with_input["gflop"] * 1e9 == pytest.approx(plain["gflop"] * 1e9 + d_input)
+
+
 def test_gemm_flop_formulas():
     # config a LSTM forward: 2*T*B*G*H*(I + H)
     assert bench_speed.gemm_flops("lstm", 128 * 32, 128, 256) == 2 * 128 * 32 * 4 * 256 * 384
-    # training is 3x forward; layer 2 of a bidirectional stack reads both directions
+    # training is 3x forward, less the input gradient of layer 0 unless the input requires one;
+    # layer 2 of a bidirectional stack reads both directions
     tokens, I, H = 10, 3, 5
     layer0, layer1 = 2 * tokens * 3 * H * (I + H), 2 * tokens * 3 * H * (2 * H + H)
+    d_input = 2 * 2 * tokens * 3 * H * I  # both directions
     flops = bench_speed.gemm_flops("gru", tokens, I, H, 2, bidirectional=True, train=True)
-    assert flops == 3 * 2 * (layer0 + layer1)
+    assert flops == 3 * 2 * (layer0 + layer1) - d_input
+    with_input = bench_speed.gemm_flops(
+        "gru", tokens, I, H, 2, bidirectional=True, train=True, input_grad=True
+    )
+    assert with_input == 3 * 2 * (layer0 + layer1)
     # a projected LSTM feeds back P and adds the projection GEMM
     assert bench_speed.gemm_flops("lstm", 1, 3, 5, proj_size=2) == 2 * 4 * 5 * (3 + 2) + 2 * 5 * 2
     # minGRU / minLSTM: no recurrent GEMM

@@ -409,15 +409,16 @@ def test_which_kernel_plain_lstm_training_runs(default_heap, monkeypatch, calls)
     """A plain LSTM trains with rnnkit's kernel from TRAIN_MIN_ROWS rows: on glibc's default heap
     always, on a heap that keeps freed memory where the panel kernel applies (float32 on an
     AVX-512 or AVX2 build; not float64) and every layer's weights fit LOOP_WEIGHT_BYTES. Below
-    that many rows, and to infer, torch.nn's kernel. A PackedSequence counts its first step's
-    rows; a forced layer (``fused_beats_torch``) always runs rnnkit's."""
+    that many rows, and to infer, torch.nn's kernel. An input that requires a gradient: rnnkit's
+    from TRAIN_MIN_ROWS_INPUT_GRAD rows on the default heap, else torch.nn's. A PackedSequence
+    counts its first step's rows; a forced layer (``fused_beats_torch``) always runs rnnkit's."""
     monkeypatch.setattr(rnnkit.LSTM, "default_heap", default_heap)
     layer = rnnkit.LSTM(5, 8, 2)
     panels = gemm.panels_available(torch.zeros(1))
 
-    def runs_rnnkits(batch, dtype=torch.float32, grad=True, packed=False):
+    def runs_rnnkits(batch, dtype=torch.float32, grad=True, packed=False, input_grad=False):
         before = calls["lstm"]
-        x = torch.randn(3, batch, 5, dtype=dtype)
+        x = torch.randn(3, batch, 5, dtype=dtype, requires_grad=input_grad)
         if packed:
             x = pack_padded_sequence(x, torch.full((batch,), 3), enforce_sorted=False)
         with torch.set_grad_enabled(grad):
@@ -430,6 +431,10 @@ def test_which_kernel_plain_lstm_training_runs(default_heap, monkeypatch, calls)
     assert runs_rnnkits(4, torch.float64) == default_heap
     assert not runs_rnnkits(3) and not runs_rnnkits(3, packed=True)
     assert not runs_rnnkits(8, grad=False)
+    assert rnnkit.LSTM.TRAIN_MIN_ROWS_INPUT_GRAD == 32
+    assert runs_rnnkits(32, input_grad=True) == default_heap
+    assert runs_rnnkits(32, input_grad=True, packed=True) == default_heap
+    assert not runs_rnnkits(31, input_grad=True)
     before = calls["lstm"]
     layer.float()(torch.randn(3, 5))  # unbatched: one row
     assert calls["lstm"] == before
@@ -496,13 +501,17 @@ def test_backend_reports_each_kernel():
         step = f"recurrent GEMM: {'oneDNN' if gemm.use_onednn(torch.empty(1)) else 'ATen'};"
     assert all(step in report[name] for name in kernels.KERNELS)
     assert report["stream"].startswith("C++ step of the whole stack")
-    ours = "rnnkit's kernel to train from 4 rows ({}), else torch.nn's; torch.nn's to infer"
+    ours = (
+        "rnnkit's kernel to train from 4 rows ({}), else torch.nn's (an input that requires a "
+        "gradient: {}); torch.nn's to infer"
+    )
     if rnnkit.LSTM.default_heap:
-        lstm = ours.format("glibc's default heap")
+        lstm = ours.format("glibc's default heap", "from 32 rows")
     elif gemm.panels_available(torch.zeros(1)):
         lstm = ours.format(
             "a heap that keeps freed memory, rnnkit's panel kernel built; each layer's W_ih and "
-            f"W_hh within {lstm_kernel.LOOP_WEIGHT_BYTES >> 20} MiB"
+            f"W_hh within {lstm_kernel.LOOP_WEIGHT_BYTES >> 20} MiB",
+            "torch.nn's",
         )
     else:
         lstm = "torch.nn's to train and infer (a heap that keeps freed memory, no panel kernel)"

@@ -219,7 +219,15 @@ class LSTM(_TorchCompatible, nn.LSTM):
     # benchmarks.sweep_kernels --heap default|warm). Without the panel kernel torch.nn's stays
     # on that heap: rnnkit's loops would run oneDNN per step, 0.48-1.11x (AVX2 emulated on Zen
     # 5, before the AVX2 panel kernel existed).
+    # An input that requires a gradient (an embedding's output, say) changes this: torch.nn's
+    # LSTM computes the input's gradient whether or not it is needed, rnnkit's kernel only when
+    # it is, one more GEMM. Then on glibc's default heap rnnkit's was 1.04-1.51x from 32 rows
+    # (0.93-0.98x at H = 1024) and 0.79-0.96x below; on a heap that keeps freed memory
+    # 0.76-0.98x at H >= 256, 1.06-1.18x only at H <= 128 (python -m benchmarks.sweep_kernels
+    # --input-grad --heap default|warm; AVX2, Zen 3). So with such an input rnnkit's kernel
+    # trains from TRAIN_MIN_ROWS_INPUT_GRAD rows on the default heap, and torch.nn's elsewhere.
     TRAIN_MIN_ROWS = 4
+    TRAIN_MIN_ROWS_INPUT_GRAD = 32
     default_heap = glibc_default_heap()  # read once, at import
     # A projected LSTM (proj_size) has no oneDNN kernel in torch.nn, whose general one runs
     # instead. Over 21 shapes, in float32 on an AVX-512 build, rnnkit's trained 2.2-6.8x as fast
@@ -245,6 +253,8 @@ class LSTM(_TorchCompatible, nn.LSTM):
             return panels_available(input) and tokens >= self.PROJ_INFER_MIN_TOKENS
         if mode != "train" or batch_size < self.TRAIN_MIN_ROWS:
             return False
+        if input.requires_grad:
+            return self.default_heap and batch_size >= self.TRAIN_MIN_ROWS_INPUT_GRAD
         return self.default_heap or (panels_available(input) and self._loop_weights_fit())
 
     def _torch_kernel_context(self, input: Tensor) -> AbstractContextManager[Any]:
@@ -278,9 +288,12 @@ class LSTM(_TorchCompatible, nn.LSTM):
                 "torch.nn's to train and infer (a heap that keeps freed memory, no panel "
                 f"kernel); {projected}"
             )
+        input_grad = (
+            f"from {cls.TRAIN_MIN_ROWS_INPUT_GRAD} rows" if cls.default_heap else "torch.nn's"
+        )
         return (
-            f"rnnkit's kernel to train from {cls.TRAIN_MIN_ROWS} rows ({why}), else torch.nn's; "
-            f"torch.nn's to infer; {projected}"
+            f"rnnkit's kernel to train from {cls.TRAIN_MIN_ROWS} rows ({why}), else torch.nn's "
+            f"(an input that requires a gradient: {input_grad}); torch.nn's to infer; {projected}"
         )
 
     def __init__(
