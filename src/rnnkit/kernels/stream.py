@@ -76,8 +76,9 @@ _steppers: dict[int, tuple[weakref.ref[Any], Any, str]] = {}
 def _stepper(layer: Any, batch_size: int) -> tuple[Any, str] | None:
     """(the layer's C++ Stepper for this batch size, "lstm" or "gru"), rebuilt when a parameter
     changes; None for a layer it does not run (an option it lacks, bidirectional), without the
-    extension, off the CPU, or for parameters of a dtype it lacks. The cached one is checked
-    first: the common case costs a lookup and one C++ call."""
+    extension, off the CPU, or for parameters of a dtype it lacks. A cached one of this batch
+    size that is still fresh is reused: stream_step has tried it already (the common case), so
+    here it serves the calls it declined without rebuilding it."""
     cached = _steppers.get(id(layer))
     if cached is not None:
         ref, stepper, kind = cached

@@ -7,9 +7,9 @@
 namespace rnnkit {
 
 // For B <= kSmallBatch the step has its own panels (stream_panels.h): [w_x | w_h] side by
-// side, kPanel output rows each. Tried here and not faster (`python -m benchmarks.bench_speed --cases streaming-lstm`):
-// panel_gemm.h's 32-wide register blocks, and 16 independent accumulator chains; at one row
-// the step waits on its weights coming from L2, not on the FMAs.
+// side, kPanel output rows each. Tried here and not faster (`python -m benchmarks.bench_speed
+// --cases streaming-lstm`): panel_gemm.h's 32-wide register blocks, and 16 independent
+// accumulator chains; at one row the step waits on its weights coming from L2, not on the FMAs.
 constexpr int64_t kSmallBatch = 4;  // up to this many rows, panel products beat GEMM calls
 
 // [w_x | w_h] (N, I + H) regrouped into panels of kPanel output rows, zero past N:
